@@ -1,0 +1,3 @@
+from safeset.cli.main import app
+
+app(prog_name="safeset")

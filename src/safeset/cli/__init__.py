@@ -1,0 +1,1 @@
+"""The `safeset` command line."""

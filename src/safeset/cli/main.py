@@ -1,0 +1,224 @@
+"""`safeset` command line: banks, scan, clean. Errors the user can act on print without a traceback."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from safeset.banks.store import KINDS, BankStore
+from safeset.errors import SafesetError
+from safeset.io.columns import ColumnOptions
+from safeset.policy.actions import Action, ReleasePolicy
+
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    help="Audit and clean image-text datasets against banks of known material, without viewing images.",
+)
+bank_app = typer.Typer(no_args_is_help=True, help="Import and list banks: lists of known items to match.")
+app.add_typer(bank_app, name="bank")
+console = Console(stderr=True)
+out = Console()
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def friendly(func: F) -> F:
+    """Print SafesetError as one clear line and exit 2, instead of a traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except SafesetError as exc:
+            console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+BanksOpt = Annotated[Path, typer.Option("--banks", help="Bank directory.")]
+
+
+@bank_app.command("add")
+@friendly
+def bank_add(
+    file: Annotated[Path, typer.Argument(help="List file: one entry per line, or a CSV with --column.")],
+    banks: BanksOpt,
+    name: Annotated[str, typer.Option("--name", help="Bank name.")],
+    kind: Annotated[str, typer.Option("--kind", help=f"One of: {', '.join(KINDS)}.")],
+    column: Annotated[str | None, typer.Option("--column", help="CSV column holding the entries.")] = None,
+    action: Annotated[
+        str | None, typer.Option("--action", help="remove, exclude or review (default depends on kind).")
+    ] = None,
+    skip_invalid: Annotated[bool, typer.Option("--skip-invalid", help="Skip malformed lines, counting them.")] = False,
+    replace: Annotated[bool, typer.Option("--replace", help="Re-import over an existing bank.")] = False,
+) -> None:
+    """Import a list into a bank (with provenance: source digest, import time, entry count)."""
+    if action is not None and action not in {a.value for a in Action}:
+        raise SafesetError(f"unknown action {action!r}; choose remove, exclude or review")
+    info = BankStore(banks).add(
+        name, kind, file, column=column, action=action, skip_invalid=skip_invalid, replace=replace
+    )
+    skipped = f", {info.skipped_invalid} invalid lines skipped" if info.skipped_invalid else ""
+    out.print(f"bank {info.name}: {info.entries} {info.kind} entries ({info.duplicates} duplicates{skipped})")
+
+
+@bank_app.command("list")
+@friendly
+def bank_list(banks: BanksOpt) -> None:
+    """List banks with their provenance."""
+    table = Table("name", "kind", "action", "entries", "skipped", "imported", "source sha256")
+    for info in BankStore(banks).list():
+        table.add_row(
+            info.name,
+            info.kind,
+            info.action,
+            str(info.entries),
+            str(info.skipped_invalid),
+            info.imported_at,
+            info.source_sha256[:16],
+        )
+    out.print(table)
+
+
+@bank_app.command("remove")
+@friendly
+def bank_remove(banks: BanksOpt, name: Annotated[str, typer.Option("--name")]) -> None:
+    """Delete a bank."""
+    BankStore(banks).remove(name)
+    out.print(f"bank {name} removed")
+
+
+@app.command()
+@friendly
+def scan(
+    dataset: Annotated[Path, typer.Argument(help="Dataset folder or file.")],
+    banks: BanksOpt,
+    run_dir: Annotated[Path, typer.Option("--out", help="Run directory for findings and summary.")],
+    bank: Annotated[list[str] | None, typer.Option("--bank", help="Use only these banks (repeatable).")] = None,
+    input_format: Annotated[str, typer.Option("--input-format", help="auto, parquet, webdataset or folder.")] = "auto",
+    url_col: Annotated[str | None, typer.Option("--url-col")] = None,
+    caption_col: Annotated[str | None, typer.Option("--caption-col")] = None,
+    key_col: Annotated[str | None, typer.Option("--key-col")] = None,
+    processes: Annotated[int, typer.Option("--processes", min=1, help="Shards scanned in parallel.")] = 1,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run in --out.")] = False,
+    metadata_only: Annotated[
+        bool, typer.Option("--metadata-only", help="Match on metadata (URLs, hash columns) without reading images.")
+    ] = False,
+    batch_rows: Annotated[int, typer.Option("--batch-rows", min=1)] = 4096,
+    max_pixels: Annotated[
+        int, typer.Option("--max-pixels", help="Images above this are errored, not decoded.")
+    ] = 100_000_000,
+) -> None:
+    """Match a dataset against banks; write findings.parquet and summary.json to --out."""
+    from safeset.scan import ScanConfig, run_scan
+
+    store = BankStore(banks)
+    names = tuple(bank) if bank else tuple(info.name for info in store.list())
+    if not names:
+        raise SafesetError(f"no banks in {banks}; add one with `safeset bank add`")
+    config = ScanConfig(
+        dataset=str(dataset),
+        input_format=input_format,
+        banks_dir=str(banks),
+        bank_names=names,
+        columns=ColumnOptions(url_col=url_col, caption_col=caption_col, key_col=key_col),
+        metadata_only=metadata_only,
+        batch_rows=batch_rows,
+        max_pixels=max_pixels,
+    )
+    with _progress() as progress:
+        task = progress.add_task("scanning shards", total=None)
+
+        def on_start(total: int, done: int) -> None:
+            progress.update(task, total=total, completed=done)
+
+        def on_shard(result: Any) -> None:
+            progress.advance(task)
+            if result.error:
+                progress.console.print(f"[yellow]shard failed:[/] {result.error}", highlight=False)
+
+        outcome = run_scan(config, run_dir, processes=processes, resume=resume, on_start=on_start, on_shard=on_shard)
+    print_scan_summary(outcome.summary)
+    out.print(f"findings: {run_dir / 'findings.parquet'}   summary: {run_dir / 'summary.json'}")
+
+
+@app.command()
+@friendly
+def clean(
+    dataset: Annotated[Path, typer.Argument(help="The dataset that was scanned.")],
+    run_dir: Annotated[Path, typer.Argument(help="The scan's run directory.")],
+    release: Annotated[Path, typer.Option("--out", help="New folder for the cleaned release.")],
+    drop_review: Annotated[bool, typer.Option("--drop-review", help="Also drop rows flagged only for review.")] = False,
+    keep_errored: Annotated[
+        bool, typer.Option("--keep-errored", help="Keep rows that could not be checked (withheld by default).")
+    ] = False,
+) -> None:
+    """Write the release in the dataset's own format without flagged rows; check that every row is accounted for."""
+    from safeset.release.clean import clean_dataset
+
+    with _progress() as progress:
+        task = progress.add_task("writing release", total=None)
+        manifest = clean_dataset(
+            dataset,
+            run_dir,
+            release,
+            ReleasePolicy(drop_review=drop_review, keep_errored=keep_errored),
+            on_shard=lambda account: progress.advance(task),
+        )
+    table = Table("rows in", "kept", "removed", "errored", title="release")
+    table.add_row(*(str(manifest[k]) for k in ("rows_in", "rows_kept", "rows_removed", "rows_errored")))
+    out.print(table)
+    out.print(f"release: {release}   (removed keys: {run_dir / 'removed.parquet'}, private)")
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+        disable=not sys.stderr.isatty(),
+    )
+
+
+def print_scan_summary(summary: dict[str, Any]) -> None:
+    table = Table("shard", "rows in", "flagged", "errored", "note", title="scan summary")
+    for shard in summary["shards"]:
+        table.add_row(
+            shard["shard"],
+            str(shard["rows_in"]),
+            str(shard["rows_flagged"]),
+            str(shard["rows_errored"]),
+            (shard["error"] or "")[:80],
+        )
+    table.add_row(
+        "[b]total[/]", str(summary["rows_in"]), str(summary["rows_flagged"]), str(summary["rows_errored"]), ""
+    )
+    out.print(table)
+    actions = summary["rows_by_action"]
+    out.print(
+        f"rows: {summary['rows_in']} in, {actions.get('remove', 0)} to remove, {actions.get('exclude', 0)} opted out,"
+        f" {actions.get('review', 0)} for review, {summary['rows_errored']} errored, {summary['rows_clean']} clean",
+        highlight=False,
+    )
+    if summary["findings_by_bank"]:
+        banks = Table("bank", "findings", title="findings by bank")
+        for name, count in summary["findings_by_bank"].items():
+            banks.add_row(name, str(count))
+        out.print(banks)
+
+
+def main() -> None:  # pragma: no cover - console entry
+    app()

@@ -1,0 +1,75 @@
+"""What every dataset format provides: its shards, streamed row batches, and a cleaned copy of a shard."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+
+from safeset.io.batch import RowBatch
+from safeset.io.columns import ColumnOptions
+
+
+@dataclass(frozen=True)
+class ShardRef:
+    """One shard: `id` is its path relative to the dataset root (stable across runs, used in findings)."""
+
+    id: str
+    path: Path
+
+
+@dataclass
+class ShardWriteResult:
+    rows_written: int
+    files: list[str]
+
+
+class DatasetFormat(ABC):
+    """A dataset as it is stored on disk, read shard by shard in bounded memory."""
+
+    name: ClassVar[str]
+
+    def __init__(self, root: Path, columns: ColumnOptions | None = None) -> None:
+        self.root = root
+        self.columns = columns or ColumnOptions()
+
+    @abstractmethod
+    def shards(self) -> list[ShardRef]:
+        """All shards, in a stable order."""
+
+    @abstractmethod
+    def check(self) -> dict[str, object]:
+        """Inspect the first readable shard before any work; raise ColumnError for missing columns.
+
+        Returns what the dataset offers (`has_urls`, `has_images`, `metadata_hashes`, ...), so a scan
+        can refuse up front when the banks asked for cannot be matched against it.
+        """
+
+    @abstractmethod
+    def iter_batches(self, shard: ShardRef, batch_rows: int, read_images: bool) -> Iterator[RowBatch]:
+        """Stream the shard's rows. A shard-level problem raises InputError naming the file."""
+
+    def known_row_count(self, shard: ShardRef) -> int | None:
+        """Rows in the shard if cheaply known (to account for rows of a shard that fails midway)."""
+        return None
+
+    @abstractmethod
+    def write_shard(self, shard: ShardRef, drop_rows: np.ndarray, out_root: Path) -> ShardWriteResult:
+        """Write the shard to `out_root` (same relative path) without the rows in `drop_rows`.
+
+        Dropped rows' image bytes are never written. Everything else passes through unchanged.
+        """
+
+    def relative_out(self, shard: ShardRef, out_root: Path, path: Path) -> Path:
+        target = out_root / path.relative_to(self.root if self.root.is_dir() else self.root.parent)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return target
+
+
+def row_keys(shard: str, rows: np.ndarray) -> list[str]:
+    """Fallback keys `shard:row` for formats whose rows carry no key of their own."""
+    return [f"{shard}:{int(r)}" for r in rows]

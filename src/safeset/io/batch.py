@@ -1,0 +1,41 @@
+"""The unit of data flowing through a scan: one Arrow-backed batch of rows from one shard."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+
+#: Metadata columns that carry image hashes computed when the dataset was downloaded (hex strings).
+HASH_ALGORITHMS: tuple[str, ...] = ("md5", "sha1", "sha256")
+
+
+@dataclass
+class RowBatch:
+    """Rows of one shard, in the canonical shape every signal and matcher reads.
+
+    `rows` are positions within the shard (the row index of its metadata table), so that findings
+    can be applied back to the shard when cleaning. `image` holds raw image bytes where the format
+    carries them (null for rows without an image); `read_errors` holds per-row problems found while
+    reading (a tar member that could not be read, an image missing from its shard).
+    """
+
+    shard: str
+    rows: np.ndarray  # int64, row index within the shard
+    keys: pa.Array | None  # string; None means the rows carry no key and `shard:row` stands in
+    urls: pa.Array | None = None  # string
+    captions: pa.Array | None = None  # string
+    images: pa.Array | None = None  # binary, null where the row has no image
+    read_errors: pa.Array | None = None  # string, null where the row was read cleanly
+    metadata_hashes: dict[str, pa.Array] = field(default_factory=dict)  # algorithm -> hex string column
+    extra: dict[str, pa.Array] = field(default_factory=dict)  # further columns detectors may use
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def keys_at(self, positions: np.ndarray) -> list[str]:
+        """Keys of the rows at these positions within the batch (only flagged rows need keys)."""
+        if self.keys is None:
+            return [f"{self.shard}:{int(r)}" for r in self.rows[positions]]
+        return [str(k) for k in self.keys.take(pa.array(positions, type=pa.int64())).to_pylist()]

@@ -1,0 +1,162 @@
+"""Exact matchers: cryptographic image hashes, URL hashes, URLs in several normal forms, and domains."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from safeset.banks.digestset import DigestSet
+from safeset.banks.store import BankInfo
+from safeset.match.base import DatasetOffer, Hits, Matcher, positions_of, register_matcher
+from safeset.signals.compute import Signals
+from safeset.signals.digests import digests_to_hex
+
+
+@register_matcher
+class ImageDigestMatcher(Matcher):
+    """MD5 / SHA-1 / SHA-256 of image bytes, from the bytes themselves and from metadata hash columns."""
+
+    kinds = ("md5", "sha1", "sha256")
+
+    def __init__(self, info: BankInfo, folder: Path) -> None:
+        super().__init__(info, folder)
+        self.algorithm = info.kind
+        self.digests = DigestSet.load(folder, int(info.details["bitmap_bits"]))
+
+    @property
+    def image_digests(self) -> list[str]:
+        return [self.algorithm]
+
+    def unusable_reason(self, offer: DatasetOffer, read_images: bool) -> str | None:
+        if (offer.has_images and read_images) or self.algorithm in offer.metadata_hashes:
+            return None
+        return (
+            f"bank {self.info.name!r} holds {self.algorithm} hashes, but the dataset has no images to hash"
+            f"{' (metadata-only mode)' if offer.has_images else ''} and no {self.algorithm!r} column"
+        )
+
+    def match(self, signals: Signals) -> list[Hits]:
+        hits = []
+        sources = (
+            ("image bytes", signals.image_digest(self.algorithm)),
+            (f"metadata column {self.algorithm}", signals.metadata_digest(self.algorithm)),
+        )
+        for source, pair in sources:
+            if pair is None:
+                continue
+            digests, valid = pair
+            mask = self.digests.contains(digests, valid)
+            if mask.any():
+                pos = positions_of(mask)
+                evidence = [f"{self.algorithm}:{h} ({source})" for h in digests_to_hex(digests[pos])]
+                hits.append(Hits(pos, evidence, self.algorithm))
+        return hits
+
+
+@register_matcher
+class UrlMd5Matcher(Matcher):
+    """MD5 of the URL in ThreatExchange's normal form, against lists that arrive already hashed."""
+
+    kinds = ("url-md5",)
+
+    def __init__(self, info: BankInfo, folder: Path) -> None:
+        super().__init__(info, folder)
+        self.digests = DigestSet.load(folder, int(info.details["bitmap_bits"]))
+
+    def unusable_reason(self, offer: DatasetOffer, read_images: bool) -> str | None:
+        return (
+            None if offer.has_urls else f"bank {self.info.name!r} holds URL hashes, but the dataset has no URL column"
+        )
+
+    def match(self, signals: Signals) -> list[Hits]:
+        pair = signals.url_md5()
+        if pair is None:
+            return []
+        digests, valid = pair
+        mask = self.digests.contains(digests, valid)
+        pos = positions_of(mask)
+        return (
+            [Hits(pos, [f"url-md5:{h} (te form)" for h in digests_to_hex(digests[pos])], "url-md5")] if len(pos) else []
+        )
+
+
+@register_matcher
+class UrlMatcher(Matcher):
+    """Plain URL lists, matched in every normal form the bank was stored under."""
+
+    kinds = ("url", "exclude-url")
+
+    def __init__(self, info: BankInfo, folder: Path) -> None:
+        super().__init__(info, folder)
+        table = pq.read_table(folder / "urls.parquet")
+        self.forms = {name: pc.unique(table[name].combine_chunks()) for name in table.column_names}
+
+    def unusable_reason(self, offer: DatasetOffer, read_images: bool) -> str | None:
+        return None if offer.has_urls else f"bank {self.info.name!r} holds URLs, but the dataset has no URL column"
+
+    def match(self, signals: Signals) -> list[Hits]:
+        matched = None
+        which: np.ndarray | None = None
+        for name, values in self.forms.items():
+            forms = signals.url_form(name)
+            if forms is None:
+                return []
+            mask = np.asarray(pc.fill_null(pc.is_in(forms, value_set=values), False).to_numpy(zero_copy_only=False))
+            if matched is None:
+                matched, which = mask.copy(), np.where(mask, name, "")
+            else:
+                which = np.where(mask & ~matched, name, which)
+                matched |= mask
+        if matched is None or not matched.any():
+            return []
+        pos = positions_of(matched)
+        detector = "exclude-url" if self.info.kind == "exclude-url" else "url"
+        return [Hits(pos, [f"url matched in {w} form" for w in which[pos]], detector)]
+
+
+@register_matcher
+class DomainMatcher(Matcher):
+    """Domain lists: a host matches its own entry or any parent domain's (sub.example.com -> example.com)."""
+
+    kinds = ("domain", "exclude-domain")
+    max_labels = 12
+
+    def __init__(self, info: BankInfo, folder: Path) -> None:
+        super().__init__(info, folder)
+        self.domains = pq.read_table(folder / "domains.parquet")["domain"].combine_chunks()
+
+    def unusable_reason(self, offer: DatasetOffer, read_images: bool) -> str | None:
+        return None if offer.has_urls else f"bank {self.info.name!r} holds domains, but the dataset has no URL column"
+
+    def match(self, signals: Signals) -> list[Hits]:
+        hosts = signals.hosts()
+        if hosts is None or len(self.domains) == 0:
+            return []
+        n = len(hosts)
+        matched = np.zeros(n, dtype=bool)
+        entry = np.empty(n, dtype=object)
+        candidate = hosts
+        for _ in range(self.max_labels):
+            mask = np.asarray(
+                pc.fill_null(pc.is_in(candidate, value_set=self.domains), False).to_numpy(zero_copy_only=False)
+            )
+            new = mask & ~matched
+            if new.any():
+                entry[new] = np.asarray(candidate.filter(pa.array(new)).to_pylist(), dtype=object)
+                matched |= new
+            # Strip the leftmost label; hosts without a dot become null and drop out.
+            has_dot = pc.fill_null(pc.match_substring(candidate, "."), False)
+            if not pc.any(has_dot).as_py():
+                break
+            candidate = pc.if_else(
+                has_dot, pc.replace_substring_regex(candidate, r"^[^.]*\.", "", max_replacements=1), None
+            )
+        if not matched.any():
+            return []
+        pos = positions_of(matched)
+        detector = "exclude-domain" if self.info.kind == "exclude-domain" else "domain"
+        return [Hits(pos, [f"domain:{d}" for d in entry[pos]], detector)]

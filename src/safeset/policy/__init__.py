@@ -1,0 +1,1 @@
+"""Policy: what each finding asks for (remove, exclude, review) and what a cleaned release drops."""

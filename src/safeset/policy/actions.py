@@ -1,0 +1,27 @@
+"""Actions a finding can carry, and the release policy that turns them into kept or dropped rows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Action(StrEnum):
+    REMOVE = "remove"  # known abuse material: never in the release
+    EXCLUDE = "exclude"  # rights holders' opt-out: not in the release, reported apart from abuse matches
+    REVIEW = "review"  # a candidate for confirmation by a party entitled to review it
+
+
+# When one row has several findings, the strongest action decides its fate.
+ACTION_RANK = {Action.REMOVE: 3, Action.EXCLUDE: 2, Action.REVIEW: 1}
+
+
+@dataclass(frozen=True)
+class ReleasePolicy:
+    """Which rows a cleaned release leaves out."""
+
+    drop_review: bool = False  # also drop rows only flagged for review
+    keep_errored: bool = False  # rows that could not be checked are withheld unless asked otherwise
+
+    def drops(self, action: Action) -> bool:
+        return action in (Action.REMOVE, Action.EXCLUDE) or (self.drop_review and action is Action.REVIEW)

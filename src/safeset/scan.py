@@ -1,0 +1,314 @@
+"""Scanning: every shard streamed through signals and matchers; per-shard results make runs resumable.
+
+RUN_DIR layout
+  run.json                  the run's configuration (dataset, format, banks and their digests, options)
+  shards/<id>.json          one shard's counts; written last, so its presence means the shard is done
+  shards/<id>.findings.parquet, shards/<id>.errors.parquet
+  findings.parquet          every finding: key, shard, row, detector, bank, evidence, action   (0600)
+  errors.parquet            every row that could not be checked: key, shard, row, reason       (0600)
+  summary.json              rows in / flagged / errored, per shard and in total
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import time
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from safeset import __version__
+from safeset.banks.store import BankInfo, BankStore
+from safeset.errors import InputError, SafesetError
+from safeset.fsutil import make_private_dir, write_json, write_parquet
+from safeset.io.base import DatasetFormat, ShardRef
+from safeset.io.columns import ColumnOptions
+from safeset.io.detect import open_dataset
+from safeset.match import exact as _exact_matchers  # noqa: F401  (registers the exact matchers)
+from safeset.match.base import MATCHERS, DatasetOffer, Matcher
+from safeset.policy.actions import ACTION_RANK, Action
+from safeset.signals.compute import Signals
+from safeset.signals.images import DEFAULT_MAX_PIXELS
+
+FINDINGS_SCHEMA = pa.schema(
+    [
+        ("key", pa.string()),
+        ("shard", pa.string()),
+        ("row", pa.int64()),
+        ("detector", pa.string()),
+        ("bank", pa.string()),
+        ("evidence", pa.string()),
+        ("action", pa.string()),
+    ]
+)
+ERRORS_SCHEMA = pa.schema([("key", pa.string()), ("shard", pa.string()), ("row", pa.int64()), ("reason", pa.string())])
+
+
+@dataclass(frozen=True)
+class ScanConfig:
+    dataset: str
+    input_format: str
+    banks_dir: str
+    bank_names: tuple[str, ...]
+    columns: ColumnOptions = field(default_factory=ColumnOptions)
+    metadata_only: bool = False
+    batch_rows: int = 4096
+    max_pixels: int = DEFAULT_MAX_PIXELS
+
+    def fingerprint(self, banks: list[BankInfo]) -> dict[str, Any]:
+        """What must be equal for a resumed run to produce the same findings."""
+        return {
+            "dataset": str(Path(self.dataset).resolve()),
+            "input_format": self.input_format,
+            "columns": asdict(self.columns),
+            "metadata_only": self.metadata_only,
+            "max_pixels": self.max_pixels,
+            "banks": sorted(b.name + "=" + b.digest() for b in banks),
+        }
+
+
+@dataclass
+class ShardResult:
+    shard: str
+    rows_in: int = 0
+    rows_flagged: int = 0
+    rows_errored: int = 0
+    rows_by_action: dict[str, int] = field(default_factory=dict)
+    findings: int = 0
+    error: str | None = None
+    seconds: float = 0.0
+
+
+def shard_file_stem(shard_id: str) -> str:
+    return shard_id.replace("/", "__").replace("\\", "__")
+
+
+class ShardScanner:
+    """Everything one process needs to scan shards: the dataset reader and loaded matchers."""
+
+    def __init__(self, config: ScanConfig) -> None:
+        self.config = config
+        self.dataset: DatasetFormat = open_dataset(Path(config.dataset), config.input_format, config.columns)
+        store = BankStore(Path(config.banks_dir))
+        self.banks = [store.info(name) for name in config.bank_names]
+        self.matchers: list[Matcher] = []
+        for info in self.banks:
+            if info.kind not in MATCHERS:
+                raise SafesetError(f"bank {info.name!r} has kind {info.kind!r}, which no matcher handles")
+            self.matchers.append(MATCHERS[info.kind](info, store.folder(info.name)))
+        self.image_digests = sorted({a for m in self.matchers for a in m.image_digests})
+
+    def check(self) -> dict[str, Any]:
+        """Refuse up front when a bank cannot be matched against this dataset."""
+        offer_raw = self.dataset.check()
+        offer = DatasetOffer(
+            has_urls=bool(offer_raw.get("has_urls")),
+            has_images=bool(offer_raw.get("has_images")),
+            metadata_hashes=list(offer_raw.get("metadata_hashes", [])),  # type: ignore[arg-type]
+        )
+        problems = [r for m in self.matchers if (r := m.unusable_reason(offer, self.read_images(offer)))]
+        if problems:
+            raise SafesetError("; ".join(problems))
+        return {"format": self.dataset.name, "offer": asdict(offer), "read_images": self.read_images(offer)}
+
+    def read_images(self, offer: DatasetOffer | None = None) -> bool:
+        if self.config.metadata_only:
+            return False
+        if offer is None:
+            offer = DatasetOffer(has_urls=True, has_images=bool(self.dataset.check().get("has_images")))
+        return offer.has_images
+
+    def scan_shard(self, shard: ShardRef, read_images: bool, run_dir: Path) -> ShardResult:
+        started = time.perf_counter()
+        result = ShardResult(shard=shard.id)
+        findings: dict[str, list[Any]] = {name: [] for name in FINDINGS_SCHEMA.names}
+        errors: dict[str, list[Any]] = {name: [] for name in ERRORS_SCHEMA.names}
+        row_action: dict[int, Action] = {}
+        errored_rows: set[int] = set()
+        rows_seen = 0
+        try:
+            for batch in self.dataset.iter_batches(shard, self.config.batch_rows, read_images):
+                rows_seen += len(batch)
+                signals = Signals(batch, self.image_digests, self.config.max_pixels)
+                for matcher in self.matchers:
+                    action = Action(matcher.info.action)
+                    for hits in matcher.match(signals):
+                        keys = batch.keys_at(hits.positions)
+                        rows = batch.rows[hits.positions]
+                        n = len(rows)
+                        findings["key"].extend(keys)
+                        findings["shard"].extend([shard.id] * n)
+                        findings["row"].extend(rows.tolist())
+                        findings["detector"].extend([hits.detector] * n)
+                        findings["bank"].extend([matcher.info.name] * n)
+                        findings["evidence"].extend(hits.evidence)
+                        findings["action"].extend([action.value] * n)
+                        for row in rows.tolist():
+                            current = row_action.get(row)
+                            if current is None or ACTION_RANK[action] > ACTION_RANK[current]:
+                                row_action[row] = action
+                if read_images or batch.read_errors is not None:
+                    problems = signals.image_errors()
+                    bad = np.flatnonzero(np.array([p is not None for p in problems], dtype=bool))
+                    if len(bad):
+                        errors["key"].extend(batch.keys_at(bad))
+                        errors["shard"].extend([shard.id] * len(bad))
+                        errors["row"].extend(batch.rows[bad].tolist())
+                        errors["reason"].extend(problems[i] for i in bad)
+                        errored_rows.update(batch.rows[bad].tolist())
+        except InputError as exc:
+            known = self.dataset.known_row_count(shard)
+            result.rows_in = max(known or 0, rows_seen)
+            result.rows_errored = result.rows_in
+            result.error = str(exc)
+            findings = {name: [] for name in FINDINGS_SCHEMA.names}
+            errors = {"key": [""], "shard": [shard.id], "row": [-1], "reason": [f"shard unreadable: {exc}"]}
+        else:
+            result.rows_in = rows_seen
+            result.rows_flagged = len(row_action)
+            result.rows_errored = len(errored_rows - row_action.keys())
+            result.rows_by_action = dict(Counter(a.value for a in row_action.values()))
+            result.findings = len(findings["row"])
+        result.seconds = round(time.perf_counter() - started, 3)
+        stem = shard_file_stem(shard.id)
+        shards_dir = run_dir / "shards"
+        write_parquet(shards_dir / f"{stem}.findings.parquet", _sorted_table(findings, FINDINGS_SCHEMA), private=True)
+        write_parquet(shards_dir / f"{stem}.errors.parquet", _sorted_table(errors, ERRORS_SCHEMA), private=True)
+        write_json(shards_dir / f"{stem}.json", asdict(result), private=True)  # the completion marker, last
+        return result
+
+
+def _sorted_table(columns: dict[str, list[Any]], schema: pa.Schema) -> pa.Table:
+    table = pa.table(columns, schema=schema)
+    keys = [("row", "ascending")] + [(n, "ascending") for n in ("bank", "detector", "reason") if n in schema.names]
+    return table.sort_by(keys)
+
+
+_WORKER: ShardScanner | None = None
+
+
+def _worker_init(config: ScanConfig) -> None:
+    global _WORKER
+    _WORKER = ShardScanner(config)
+
+
+def _worker_scan(shard: ShardRef, read_images: bool, run_dir: str) -> ShardResult:
+    assert _WORKER is not None
+    return _WORKER.scan_shard(shard, read_images, Path(run_dir))
+
+
+@dataclass
+class ScanOutcome:
+    summary: dict[str, Any]
+    run_dir: Path
+
+
+def run_scan(
+    config: ScanConfig,
+    run_dir: Path,
+    processes: int = 1,
+    resume: bool = False,
+    on_start: Callable[[int, int], None] | None = None,
+    on_shard: Callable[[ShardResult], None] | None = None,
+) -> ScanOutcome:
+    started = datetime.now(UTC)
+    scanner = ShardScanner(config)
+    checked = scanner.check()
+    read_images = bool(checked["read_images"])
+    fingerprint = config.fingerprint(scanner.banks)
+    run_json = run_dir / "run.json"
+    if run_json.exists():
+        if not resume:
+            raise SafesetError(f"{run_dir} already holds a run; pass --resume to continue it, or choose another --out")
+        previous = json.loads(run_json.read_text()).get("fingerprint")
+        if previous != fingerprint:
+            raise SafesetError(f"{run_dir} holds a run with other settings or banks; it cannot be resumed with these")
+    make_private_dir(run_dir)
+    make_private_dir(run_dir / "shards")
+    for stale in (run_dir / "shards").glob(".*.tmp-*"):
+        stale.unlink()  # half-written files of a killed run
+    write_json(
+        run_json, {"fingerprint": fingerprint, "safeset_version": __version__, "config": asdict(config)}, private=True
+    )
+
+    shards = scanner.dataset.shards()
+    done = {s.id for s in shards if (run_dir / "shards" / f"{shard_file_stem(s.id)}.json").exists()}
+    todo = [s for s in shards if s.id not in done]
+    if on_start:
+        on_start(len(shards), len(done))
+    if processes <= 1 or len(todo) <= 1:
+        for shard in todo:
+            result = scanner.scan_shard(shard, read_images, run_dir)
+            if on_shard:
+                on_shard(result)
+    else:
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(
+            max_workers=processes, mp_context=context, initializer=_worker_init, initargs=(config,)
+        ) as pool:
+            futures = [pool.submit(_worker_scan, shard, read_images, str(run_dir)) for shard in todo]
+            for future in as_completed(futures):
+                result = future.result()
+                if on_shard:
+                    on_shard(result)
+    summary = merge_run(run_dir, shards, scanner.banks, checked, started, resumed_shards=len(done))
+    return ScanOutcome(summary, run_dir)
+
+
+def merge_run(
+    run_dir: Path,
+    shards: list[ShardRef],
+    banks: list[BankInfo],
+    checked: dict[str, Any],
+    started: datetime,
+    resumed_shards: int = 0,
+) -> dict[str, Any]:
+    """Combine per-shard results, in shard order, into findings.parquet, errors.parquet and summary.json."""
+    shard_dir = run_dir / "shards"
+    results = []
+    finding_tables, error_tables = [], []
+    for shard in shards:
+        stem = shard_file_stem(shard.id)
+        marker = shard_dir / f"{stem}.json"
+        if not marker.exists():
+            raise SafesetError(f"shard {shard.id} has no result in {shard_dir}; run the scan again with --resume")
+        results.append(json.loads(marker.read_text()))
+        finding_tables.append(pq.read_table(shard_dir / f"{stem}.findings.parquet"))
+        error_tables.append(pq.read_table(shard_dir / f"{stem}.errors.parquet"))
+    findings = pa.concat_tables(finding_tables) if finding_tables else FINDINGS_SCHEMA.empty_table()
+    errors = pa.concat_tables(error_tables) if error_tables else ERRORS_SCHEMA.empty_table()
+    write_parquet(run_dir / "findings.parquet", findings, private=True)
+    write_parquet(run_dir / "errors.parquet", errors, private=True)
+    totals = {k: sum(r[k] for r in results) for k in ("rows_in", "rows_flagged", "rows_errored", "findings")}
+    by_action: Counter[str] = Counter()
+    for r in results:
+        by_action.update(r["rows_by_action"])
+    summary = {
+        **totals,
+        "rows_clean": totals["rows_in"] - totals["rows_flagged"] - totals["rows_errored"],
+        "rows_by_action": dict(sorted(by_action.items())),
+        "findings_by_detector": dict(sorted(Counter(findings["detector"].to_pylist()).items())),
+        "findings_by_bank": dict(sorted(Counter(findings["bank"].to_pylist()).items())),
+        "shards_total": len(results),
+        "shards_failed": sum(1 for r in results if r["error"]),
+        "shards_resumed": resumed_shards,
+        "shards": results,
+        "dataset": checked,
+        "banks": [asdict(b) for b in banks],
+        "started": started.isoformat(timespec="seconds"),
+        "finished": datetime.now(UTC).isoformat(timespec="seconds"),
+        "safeset_version": __version__,
+        "host_cpus": os.cpu_count(),
+    }
+    write_json(run_dir / "summary.json", summary, private=True)
+    return summary

@@ -1,0 +1,83 @@
+"""Per-batch signal cache: each signal is computed once, on first request, and only if a matcher asks."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pyarrow as pa
+
+from safeset.io.batch import RowBatch
+from safeset.signals.digests import DIGEST_SIZES, hash_blobs, hex_to_digests
+from safeset.signals.images import DEFAULT_MAX_PIXELS, image_problem
+from safeset.signals.urls import NORMALIZERS, hosts_array
+
+
+class Signals:
+    def __init__(self, batch: RowBatch, image_digests: list[str], max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+        self.batch = batch
+        self.max_pixels = max_pixels
+        self._image_algorithms = image_digests
+        self._cache: dict[str, object] = {}
+
+    def _memo(self, key: str, compute):  # type: ignore[no-untyped-def]
+        if key not in self._cache:
+            self._cache[key] = compute()
+        return self._cache[key]
+
+    def image_digest(self, algorithm: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """Digest of the image bytes; all algorithms any bank needs are computed in one pass."""
+        if self.batch.images is None:
+            return None
+        algorithms = sorted(set(self._image_algorithms) | {algorithm})
+        table = self._memo("image_digests", lambda: hash_blobs(self.batch.images, algorithms))
+        return table[algorithm]  # type: ignore[index]
+
+    def metadata_digest(self, algorithm: str) -> tuple[np.ndarray, np.ndarray] | None:
+        column = self.batch.metadata_hashes.get(algorithm)
+        if column is None:
+            return None
+        return self._memo(f"meta:{algorithm}", lambda: hex_to_digests(column, DIGEST_SIZES[algorithm]))  # type: ignore[return-value]
+
+    def url_form(self, normalizer: str) -> pa.Array | None:
+        if self.batch.urls is None:
+            return None
+        return self._memo(f"url:{normalizer}", lambda: NORMALIZERS[normalizer].normalize_array(self.batch.urls))  # type: ignore[return-value]
+
+    def url_md5(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """MD5 of the ThreatExchange URL form (the `HASH_URL_MD5` convention)."""
+        forms = self.url_form("te")
+        if forms is None:
+            return None
+
+        def compute() -> tuple[np.ndarray, np.ndarray]:
+            values = forms.cast(pa.binary()).to_pylist()
+            digests = np.zeros((len(values), 16), dtype=np.uint8)
+            valid = np.zeros(len(values), dtype=bool)
+            md5 = hashlib.md5
+            for i, value in enumerate(values):
+                if value is not None:
+                    digests[i] = np.frombuffer(md5(value).digest(), dtype=np.uint8)
+                    valid[i] = True
+            return digests, valid
+
+        return self._memo("url_md5", compute)  # type: ignore[return-value]
+
+    def hosts(self) -> pa.Array | None:
+        if self.batch.urls is None:
+            return None
+        return self._memo("hosts", lambda: hosts_array(self.batch.urls))  # type: ignore[return-value]
+
+    def image_errors(self) -> list[str | None]:
+        """Per-row reason the row could not be checked (read problems, undecodable images), else None."""
+
+        def compute() -> list[str | None]:
+            batch = self.batch
+            errors = batch.read_errors.to_pylist() if batch.read_errors is not None else [None] * len(batch)
+            if batch.images is not None:
+                for i, blob in enumerate(batch.images.to_pylist()):
+                    if blob is not None and errors[i] is None:
+                        errors[i] = image_problem(blob, self.max_pixels)
+            return errors
+
+        return self._memo("image_errors", compute)  # type: ignore[return-value]
