@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +35,10 @@ def read_list(path: Path, column: str | None = None) -> ListValues:
             )
             first_line = 1
         else:
+            with path.open("r", encoding="utf-8", errors="replace", newline="") as handle:
+                header = next(csv.reader(handle), [])
+            if column not in header:
+                raise InputError(f"column {column!r} not in CSV header ({', '.join(header)})", path, 1)
             table = pacsv.read_csv(
                 path,
                 read_options=pacsv.ReadOptions(block_size=1 << 24),

@@ -87,6 +87,17 @@ def demo_rows(shards: int, rows_per_shard: int) -> list[list[DemoRow]]:
     return out
 
 
+def _size(image: bytes | None) -> tuple[int | None, int | None]:
+    """Width and height from the header, as img2dataset records them; None where unreadable."""
+    if image is None:
+        return None, None
+    try:
+        with Image.open(io.BytesIO(image)) as opened:
+            return opened.size
+    except (OSError, Image.DecompressionBombError):
+        return None, None
+
+
 def write_webdataset(root: Path, shards: list[list[DemoRow]], md5_column: bool = True) -> None:
     """Write shards as img2dataset does: NNNNN.tar (successes only), NNNNN.parquet (every row), _stats.json."""
     root.mkdir(parents=True, exist_ok=True)
@@ -112,8 +123,8 @@ def write_webdataset(root: Path, shards: list[list[DemoRow]], md5_column: bool =
             "key": [r.key for r in rows],
             "status": [r.status for r in rows],
             "error_message": [r.error_message for r in rows],
-            "width": [None if r.image is None else Image.open(io.BytesIO(r.image)).width for r in rows],
-            "height": [None if r.image is None else Image.open(io.BytesIO(r.image)).height for r in rows],
+            "width": [_size(r.image)[0] for r in rows],
+            "height": [_size(r.image)[1] for r in rows],
         }
         if md5_column:
             columns["md5"] = [None if r.image is None else hashlib.md5(r.image).hexdigest() for r in rows]

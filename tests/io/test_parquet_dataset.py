@@ -1,0 +1,100 @@
+"""LAION-schema parquet: metadata-only matching, column mapping, pass-through columns, bad shards."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+
+from safeset.banks.store import BankStore
+from safeset.errors import ColumnError
+from safeset.io.columns import ColumnOptions
+from tests.conftest import write_list
+from tests.helpers import assert_reconciles, clean, findings, scan
+
+
+@pytest.fixture
+def laion_banks(tmp_path: Path) -> Path:
+    banks = tmp_path / "banks"
+    store = BankStore(banks)
+    # Rows 3 and 71 by image md5; row 10 by URL written in another case and scheme; row 88 by its URL's MD5.
+    store.add(
+        "md5", "md5", write_list(tmp_path / "m.txt", [hashlib.md5(f"image-{i}".encode()).hexdigest() for i in (3, 71)])
+    )
+    store.add("urls", "url", write_list(tmp_path / "u.txt", ["HTTP://IMG0.EXAMPLE.ORG/p/10.jpg"]))
+    url88 = "img3.example.org/p/88.jpg"
+    store.add("urlmd5", "url-md5", write_list(tmp_path / "h.txt", [hashlib.md5(url88.encode()).hexdigest()]))
+    return banks
+
+
+def test_metadata_only_matching_without_images(laion_dir: Path, laion_banks: Path, tmp_path: Path) -> None:
+    summary = scan(laion_dir, laion_banks, tmp_path / "run")
+    assert summary["dataset"]["read_images"] is False
+    assert (summary["rows_in"], summary["rows_flagged"], summary["rows_errored"]) == (100, 4, 0)
+    got = sorted((f["key"], f["detector"], f["bank"], f["action"]) for f in findings(tmp_path / "run"))
+    assert got == [
+        ("part-00000.parquet:10", "url", "urls", "remove"),
+        ("part-00000.parquet:3", "md5", "md5", "remove"),
+        ("part-00001.parquet:21", "md5", "md5", "remove"),
+        ("part-00001.parquet:38", "url-md5", "urlmd5", "remove"),
+    ]
+    evidence = {f["key"]: f["evidence"] for f in findings(tmp_path / "run")}
+    assert "metadata column md5" in evidence["part-00000.parquet:3"]
+
+
+def test_key_column_and_passthrough_release(laion_dir: Path, laion_banks: Path, tmp_path: Path) -> None:
+    scan(laion_dir, laion_banks, tmp_path / "run", columns=ColumnOptions(key_col="hash"))
+    keys = {f["key"] for f in findings(tmp_path / "run")}
+    assert str(3 * 7919 - 10**12) in keys
+    manifest = clean(laion_dir, tmp_path / "run", tmp_path / "release")
+    assert_reconciles(manifest)
+    assert (manifest["rows_kept"], manifest["rows_removed"]) == (96, 4)
+    for part in ("part-00000.parquet", "part-00001.parquet"):
+        original = pq.read_table(laion_dir / part)
+        cleaned = pq.read_table(tmp_path / "release" / part)
+        assert cleaned.schema == original.schema  # every column passes through, types and metadata intact
+        kept_keys = set(cleaned["hash"].to_pylist())
+        expected = original.filter(pc.is_in(original["hash"], value_set=pa.array(sorted(kept_keys), pa.int64())))
+        assert cleaned.equals(expected)
+        assert not kept_keys & {int(k) for k in keys}
+
+
+def test_missing_requested_column_is_refused_before_work(laion_dir: Path, laion_banks: Path, tmp_path: Path) -> None:
+    with pytest.raises(ColumnError) as err:
+        scan(laion_dir, laion_banks, tmp_path / "run", columns=ColumnOptions(url_col="image_link"))
+    message = str(err.value)
+    assert "'image_link' not found" in message and "URL, TEXT, WIDTH" in message
+    assert not (tmp_path / "run").exists()
+
+
+def test_unreadable_parquet_shard_is_reported_and_others_finish(
+    laion_dir: Path, laion_banks: Path, tmp_path: Path
+) -> None:
+    broken = laion_dir / "part-00001.parquet"
+    data = broken.read_bytes()
+    broken.write_bytes(data[: len(data) // 2])  # truncated: footer gone
+    summary = scan(laion_dir, laion_banks, tmp_path / "run")
+    by_shard = {s["shard"]: s for s in summary["shards"]}
+    assert by_shard["part-00000.parquet"]["error"] is None
+    assert "part-00001.parquet" in by_shard["part-00001.parquet"]["error"]
+    assert summary["shards_failed"] == 1
+    manifest = clean(laion_dir, tmp_path / "run", tmp_path / "release")
+    assert_reconciles(manifest)
+    assert not (tmp_path / "release" / "part-00001.parquet").exists()
+
+
+def test_banks_that_cannot_apply_are_refused(laion_dir: Path, tmp_path: Path) -> None:
+    from safeset.errors import SafesetError
+
+    table = pq.read_table(laion_dir / "part-00000.parquet").drop_columns(["md5"])
+    only = tmp_path / "nomd5"
+    only.mkdir()
+    pq.write_table(table, only / "a.parquet")
+    banks = tmp_path / "b"
+    BankStore(banks).add("m", "md5", write_list(tmp_path / "m.txt", ["0" * 32]))
+    with pytest.raises(SafesetError, match="no images to hash"):
+        scan(only, banks, tmp_path / "run")
