@@ -39,6 +39,7 @@ from safeset.match.base import MATCHERS, DatasetOffer, Matcher
 from safeset.policy.actions import ACTION_RANK, Action
 from safeset.signals.compute import Signals
 from safeset.signals.images import DEFAULT_MAX_PIXELS
+from safeset.signals.urls import host_of, registrable_domain
 
 FINDINGS_SCHEMA = pa.schema(
     [
@@ -49,6 +50,7 @@ FINDINGS_SCHEMA = pa.schema(
         ("bank", pa.string()),
         ("evidence", pa.string()),
         ("action", pa.string()),
+        ("domain", pa.string()),  # registrable domain of the row's URL: which sites host the matches
     ]
 )
 ERRORS_SCHEMA = pa.schema([("key", pa.string()), ("shard", pa.string()), ("row", pa.int64()), ("reason", pa.string())])
@@ -153,6 +155,7 @@ class ShardScanner:
                         findings["bank"].extend([matcher.info.name] * n)
                         findings["evidence"].extend(hits.evidence)
                         findings["action"].extend([action.value] * n)
+                        findings["domain"].extend(_registrable_domains(batch.urls, hits.positions))
                         for row in rows.tolist():
                             current = row_action.get(row)
                             if current is None or ACTION_RANK[action] > ACTION_RANK[current]:
@@ -186,6 +189,13 @@ class ShardScanner:
         write_parquet(shards_dir / f"{stem}.errors.parquet", _sorted_table(errors, ERRORS_SCHEMA), private=True)
         write_json(shards_dir / f"{stem}.json", asdict(result), private=True)  # the completion marker, last
         return result
+
+
+def _registrable_domains(urls: pa.Array | None, positions: np.ndarray) -> list[str | None]:
+    if urls is None:
+        return [None] * len(positions)
+    picked = urls.take(pa.array(positions, type=pa.int64())).to_pylist()
+    return [registrable_domain(host_of(u)) if u else None for u in picked]
 
 
 def _sorted_table(columns: dict[str, list[Any]], schema: pa.Schema) -> pa.Table:

@@ -44,6 +44,18 @@ def test_metadata_only_matching_without_images(laion_dir: Path, laion_banks: Pat
     ]
     evidence = {f["key"]: f["evidence"] for f in findings(tmp_path / "run")}
     assert "metadata column md5" in evidence["part-00000.parquet:3"]
+    assert {f["domain"] for f in findings(tmp_path / "run")} == {"example.org"}
+
+
+def test_url_hash_banks_under_each_algorithm(laion_dir: Path, tmp_path: Path) -> None:
+    banks = tmp_path / "hb"
+    form = "img2.example.org/p/57.jpg"  # row 57's URL in the ThreatExchange form
+    for algo in ("sha1", "sha256"):
+        digest = getattr(hashlib, algo)(form.encode()).hexdigest()
+        BankStore(banks).add(f"u{algo}", f"url-{algo}", write_list(tmp_path / f"{algo}.txt", [digest]))
+    scan(laion_dir, banks, tmp_path / "run")
+    got = sorted((f["key"], f["detector"]) for f in findings(tmp_path / "run"))
+    assert got == [("part-00001.parquet:7", "url-sha1"), ("part-00001.parquet:7", "url-sha256")]
 
 
 def test_key_column_and_passthrough_release(laion_dir: Path, laion_banks: Path, tmp_path: Path) -> None:

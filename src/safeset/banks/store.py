@@ -118,6 +118,18 @@ class UrlMd5Kind(DigestKind):
     description = "MD5 of URLs normalised the ThreatExchange way (HASH_URL_MD5)"
 
 
+class UrlSha1Kind(DigestKind):
+    name = "url-sha1"
+    algorithm = "sha1"
+    description = "SHA-1 of URLs in the ThreatExchange normal form"
+
+
+class UrlSha256Kind(DigestKind):
+    name = "url-sha256"
+    algorithm = "sha256"
+    description = "SHA-256 of URLs in the ThreatExchange normal form"
+
+
 class UrlKind(BankKind):
     name = "url"
     description = "plain URLs, matched under every URL normal form"
@@ -183,6 +195,8 @@ KINDS: dict[str, BankKind] = {
         Sha256Kind(),
         UrlKind(),
         UrlMd5Kind(),
+        UrlSha1Kind(),
+        UrlSha256Kind(),
         DomainKind(),
         ExcludeDomainKind(),
         ExcludeUrlKind(),

@@ -58,30 +58,31 @@ class ImageDigestMatcher(Matcher):
 
 
 @register_matcher
-class UrlMd5Matcher(Matcher):
-    """MD5 of the URL in ThreatExchange's normal form, against lists that arrive already hashed."""
+class UrlDigestMatcher(Matcher):
+    """Hashes of URLs in ThreatExchange's normal form, for lists that arrive already hashed."""
 
-    kinds = ("url-md5",)
+    kinds = ("url-md5", "url-sha1", "url-sha256")
 
     def __init__(self, info: BankInfo, folder: Path) -> None:
         super().__init__(info, folder)
+        self.algorithm = info.kind.removeprefix("url-")
         self.digests = DigestSet.load(folder, int(info.details["bitmap_bits"]))
 
     def unusable_reason(self, offer: DatasetOffer, read_images: bool) -> str | None:
-        return (
-            None if offer.has_urls else f"bank {self.info.name!r} holds URL hashes, but the dataset has no URL column"
-        )
+        if offer.has_urls:
+            return None
+        return f"bank {self.info.name!r} holds URL hashes, but the dataset has no URL column"
 
     def match(self, signals: Signals) -> list[Hits]:
-        pair = signals.url_md5()
+        pair = signals.url_digest(self.algorithm, "te")
         if pair is None:
             return []
         digests, valid = pair
-        mask = self.digests.contains(digests, valid)
-        pos = positions_of(mask)
-        return (
-            [Hits(pos, [f"url-md5:{h} (te form)" for h in digests_to_hex(digests[pos])], "url-md5")] if len(pos) else []
-        )
+        pos = positions_of(self.digests.contains(digests, valid))
+        if not len(pos):
+            return []
+        evidence = [f"{self.info.kind}:{h} (te form)" for h in digests_to_hex(digests[pos])]
+        return [Hits(pos, evidence, self.info.kind)]
 
 
 @register_matcher

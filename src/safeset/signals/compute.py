@@ -44,24 +44,27 @@ class Signals:
             return None
         return self._memo(f"url:{normalizer}", lambda: NORMALIZERS[normalizer].normalize_array(self.batch.urls))  # type: ignore[return-value]
 
-    def url_md5(self) -> tuple[np.ndarray, np.ndarray] | None:
-        """MD5 of the ThreatExchange URL form (the `HASH_URL_MD5` convention)."""
-        forms = self.url_form("te")
+    def url_digest(self, algorithm: str = "md5", normalizer: str = "te") -> tuple[np.ndarray, np.ndarray] | None:
+        """Digest of the URL in a normal form (MD5 of the `te` form is ThreatExchange's `HASH_URL_MD5`).
+
+        One C-level hash call per URL; only computed when a URL-hash bank is in the scan.
+        """
+        forms = self.url_form(normalizer)
         if forms is None:
             return None
 
         def compute() -> tuple[np.ndarray, np.ndarray]:
             values = forms.cast(pa.binary()).to_pylist()
-            digests = np.zeros((len(values), 16), dtype=np.uint8)
+            digests = np.zeros((len(values), DIGEST_SIZES[algorithm]), dtype=np.uint8)
             valid = np.zeros(len(values), dtype=bool)
-            md5 = hashlib.md5
+            make = getattr(hashlib, algorithm)
             for i, value in enumerate(values):
                 if value is not None:
-                    digests[i] = np.frombuffer(md5(value).digest(), dtype=np.uint8)
+                    digests[i] = np.frombuffer(make(value).digest(), dtype=np.uint8)
                     valid[i] = True
             return digests, valid
 
-        return self._memo("url_md5", compute)  # type: ignore[return-value]
+        return self._memo(f"url_digest:{algorithm}:{normalizer}", compute)  # type: ignore[return-value]
 
     def hosts(self) -> pa.Array | None:
         if self.batch.urls is None:
