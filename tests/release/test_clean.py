@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import stat
 import tarfile
 from pathlib import Path
@@ -116,3 +117,23 @@ def test_release_refuses_unsafe_targets(
         clean(webdataset_dir, tmp_path / "run", tmp_path / "full")
     with pytest.raises(SafesetError, match="no finished scan"):
         clean(webdataset_dir, tmp_path / "nothing", tmp_path / "r")
+
+
+def test_cover_removals_hide_the_flagged_rows(
+    webdataset_dir: Path, md5_bank: tuple[Path, list[DemoRow]], tmp_path: Path
+) -> None:
+    banks, known = md5_bank
+    scan(webdataset_dir, banks, tmp_path / "run")
+    first = clean(webdataset_dir, tmp_path / "run", tmp_path / "r1", cover_ratio=3.0, cover_seed=11)
+    assert_reconciles(first)
+    cover = first["rows_removed_cover"]
+    assert cover > 0 and first["rows_removed"] == 3 + cover
+    public = release_manifest(tmp_path / "r1")
+    assert public["rows_removed"] == 3 + cover and "rows_removed_cover" not in json.dumps(public)
+    again = clean(webdataset_dir, tmp_path / "run", tmp_path / "r2", cover_ratio=3.0, cover_seed=11)
+    assert again["shards"] == [{**s, "files": s["files"]} for s in first["shards"]]
+    kept_keys = {
+        key for shard in range(3) for key in pq.read_table(tmp_path / "r1" / f"{shard:05d}.parquet")["key"].to_pylist()
+    }
+    assert not kept_keys & {r.key for r in known}
+    assert len(kept_keys) == first["rows_kept"]

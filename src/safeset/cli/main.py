@@ -162,6 +162,16 @@ def clean(
     keep_errored: Annotated[
         bool, typer.Option("--keep-errored", help="Keep rows that could not be checked (withheld by default).")
     ] = False,
+    cover_ratio: Annotated[
+        float,
+        typer.Option(
+            "--cover-ratio",
+            min=0.0,
+            help="Also withhold this many random rows per flagged row, spread over the whole dataset, so that a "
+            "diff against the original does not list the flagged links.",
+        ),
+    ] = 0.0,
+    cover_seed: Annotated[int, typer.Option("--cover-seed", help="Seed for the cover rows (keep it private).")] = 0,
 ) -> None:
     """Write the release in the dataset's own format without flagged rows; check that every row is accounted for."""
     from safeset.release.clean import clean_dataset
@@ -172,7 +182,9 @@ def clean(
             dataset,
             run_dir,
             release,
-            ReleasePolicy(drop_review=drop_review, keep_errored=keep_errored),
+            ReleasePolicy(
+                drop_review=drop_review, keep_errored=keep_errored, cover_ratio=cover_ratio, cover_seed=cover_seed
+            ),
             on_shard=lambda account: progress.advance(task),
         )
     table = Table("rows in", "kept", "removed", "errored", title="release")

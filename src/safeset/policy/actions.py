@@ -22,6 +22,11 @@ class ReleasePolicy:
 
     drop_review: bool = False  # also drop rows only flagged for review
     keep_errored: bool = False  # rows that could not be checked are withheld unless asked otherwise
+    # Cover removals against the "roadmap" problem: this many extra rows, drawn uniformly at random across the
+    # whole dataset, are withheld per flagged row, so that a diff of release and original does not simply
+    # list the flagged links (LAION buried its ~2 k removals among millions of filter removals the same way).
+    cover_ratio: float = 0.0
+    cover_seed: int = 0
 
     def drops(self, action: Action) -> bool:
         return action in (Action.REMOVE, Action.EXCLUDE) or (self.drop_review and action is Action.REVIEW)

@@ -8,6 +8,7 @@ because published next to the release it would be a roadmap to the removed mater
 from __future__ import annotations
 
 import json
+import zlib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -34,6 +35,7 @@ class ShardAccount:
     rows_kept: int
     rows_removed: int
     rows_errored: int
+    rows_removed_cover: int = 0
     files: list[str] = field(default_factory=list)
     note: str | None = None
 
@@ -73,6 +75,7 @@ def clean_dataset(
     per_shard = {r["shard"]: r for r in summary["shards"]}
     out.mkdir(parents=True, exist_ok=True)
 
+    cover_rate = _cover_rate(policy, summary, findings)
     accounts: list[ShardAccount] = []
     removed_parts: list[pa.Table] = []
     for shard in fmt.shards():
@@ -94,14 +97,17 @@ def clean_dataset(
         my_errors = errors.filter(pc.equal(errors["shard"], shard.id))
         errored_rows = sorted(set(my_errors["row"].to_pylist()) - set(removed_rows))
         dropped = removed_rows + ([] if policy.keep_errored else errored_rows)
+        cover_rows = _cover_rows(shard.id, result["rows_in"], cover_rate, policy.cover_seed, set(dropped))
+        dropped += cover_rows
         written = fmt.write_shard(shard, np.array(sorted(dropped), dtype=np.int64), out)
         n_errored = 0 if policy.keep_errored else len(errored_rows)
         account = ShardAccount(
             shard=shard.id,
             rows_in=result["rows_in"],
             rows_kept=written.rows_written,
-            rows_removed=len(removed_rows),
+            rows_removed=len(removed_rows) + len(cover_rows),
             rows_errored=n_errored,
+            rows_removed_cover=len(cover_rows),
             files=written.files,
         )
         if account.rows_in != account.rows_kept + account.rows_removed + account.rows_errored:
@@ -116,7 +122,10 @@ def clean_dataset(
         if on_shard:
             on_shard(account)
 
-    totals = {k: sum(getattr(a, k) for a in accounts) for k in ("rows_in", "rows_kept", "rows_removed", "rows_errored")}
+    totals = {
+        k: sum(getattr(a, k) for a in accounts)
+        for k in ("rows_in", "rows_kept", "rows_removed", "rows_errored", "rows_removed_cover")
+    }
     if totals["rows_in"] != totals["rows_kept"] + totals["rows_removed"] + totals["rows_errored"]:
         raise AccountingError(f"totals do not reconcile: {totals}")
     manifest = {
@@ -136,9 +145,26 @@ def clean_dataset(
     return manifest
 
 
+def _cover_rate(policy: ReleasePolicy, summary: dict[str, Any], findings: pa.Table) -> float:
+    """Probability with which each row is withheld as cover: the same everywhere, so it reveals no location."""
+    if policy.cover_ratio <= 0 or summary["rows_in"] == 0:
+        return 0.0
+    flagged = len(set(zip(findings["shard"].to_pylist(), findings["row"].to_pylist(), strict=True)))
+    return min(1.0, policy.cover_ratio * flagged / summary["rows_in"])
+
+
+def _cover_rows(shard: str, rows_in: int, rate: float, seed: int, taken: set[int]) -> list[int]:
+    if rate <= 0 or rows_in == 0:
+        return []
+    # Seeded per shard, so a re-run (or a resumed one) withholds exactly the same rows.
+    rng = np.random.default_rng([seed, zlib.crc32(shard.encode())])
+    chosen = np.flatnonzero(rng.random(rows_in) < rate).tolist()
+    return [r for r in chosen if r not in taken]
+
+
 def _public_manifest(manifest: dict[str, Any]) -> dict[str, Any]:
     """Per-shard counts without the run directory's path or any keys."""
-    public = {k: v for k, v in manifest.items() if k != "source_scan"}
+    public = {k: v for k, v in manifest.items() if k not in ("source_scan", "policy", "rows_removed_cover")}
     public["shards"] = [
         {k: v for k, v in shard.items() if k in ("shard", "rows_in", "rows_kept", "rows_removed", "rows_errored")}
         for shard in manifest["shards"]
