@@ -67,6 +67,7 @@ def test_kept_samples_are_byte_identical_and_stats_recounted(
         stats = json.loads((tmp_path / "release" / f"{shard_id:05d}_stats.json").read_text())
         assert stats["count"] == meta.num_rows
         assert stats["successes"] == meta["status"].to_pylist().count("success")
+        assert sum(stats["status_dict"].values()) == meta.num_rows
 
 
 def test_review_rows_are_kept_unless_asked(

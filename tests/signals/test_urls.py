@@ -81,3 +81,4 @@ def test_domains_and_public_suffix() -> None:
     assert normalize_domain("https://www.example.org/path") == "www.example.org"
     assert registrable_domain("a.b.example.co.uk") == "example.co.uk"
     assert registrable_domain("user.github.io") == "user.github.io"
+    assert registrable_domain("127.0.0.1") == "127.0.0.1"

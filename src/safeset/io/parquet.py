@@ -100,7 +100,7 @@ class ParquetDataset(DatasetFormat):
         compression = _compression_of(parquet)
         written = 0
         start = 0
-        kept_status: list[pa.Array] = []
+        kept_status: list[pa.RecordBatch] = []
         drop_rows = np.sort(np.asarray(drop_rows, dtype=np.int64))
         with atomic_path(target) as tmp, pq.ParquetWriter(tmp, parquet.schema_arrow, compression=compression) as writer:
             for batch in parquet.iter_batches(batch_size=65536):
@@ -112,12 +112,12 @@ class ParquetDataset(DatasetFormat):
                 kept = batch.filter(pa.array(keep)) if not keep.all() else batch
                 written += kept.num_rows
                 if "status" in kept.schema.names:
-                    kept_status.append(kept["status"])
+                    kept_status.append(kept.select([c for c in ("status", "error_message") if c in kept.schema.names]))
                 writer.write_batch(kept)
         files = [target.relative_to(out_root).as_posix()]
         stats_source = stats_path_for(shard.path)
         stats_target = stats_path_for(target)
-        status_table = pa.table({"status": pa.concat_arrays(kept_status)}) if kept_status else None
+        status_table = pa.Table.from_batches(kept_status) if kept_status else None
         if write_cleaned_stats(stats_source, stats_target, status_table, written):
             files.append(stats_target.relative_to(out_root).as_posix())
         return ShardWriteResult(rows_written=written, files=files)

@@ -30,6 +30,17 @@ def write_cleaned_stats(source: Path, target: Path, kept_metadata: pa.Table | No
         stats["successes"] = counts.get("success", 0)
         stats["failed_to_download"] = counts.get("failed_to_download", 0)
         stats["failed_to_resize"] = counts.get("failed_to_resize", 0)
+        # Recount as img2dataset does ("success", else the error message), so no removed row leaves a trace.
+        if "error_message" in kept_metadata.column_names:
+            statuses = kept_metadata["status"].to_pylist()
+            messages = kept_metadata["error_message"].to_pylist()
+            stats["status_dict"] = dict(
+                Counter(
+                    "success" if s == "success" else (m or s or "") for s, m in zip(statuses, messages, strict=True)
+                )
+            )
+        else:
+            stats.pop("status_dict", None)
     stats["safeset_cleaned"] = True
     write_json(target, stats)
     return True

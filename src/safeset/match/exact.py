@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from safeset.banks.digestset import DigestSet
+from safeset.banks.digestset import DigestSet, StringSet
 from safeset.banks.store import BankInfo
 from safeset.match.base import DatasetOffer, Hits, Matcher, positions_of, register_matcher
 from safeset.signals.compute import Signals
@@ -95,6 +95,7 @@ class UrlMatcher(Matcher):
         super().__init__(info, folder)
         table = pq.read_table(folder / "urls.parquet")
         self.forms = {name: pc.unique(table[name].combine_chunks()) for name in table.column_names}
+        self.sets = {name: StringSet(values) for name, values in self.forms.items()}  # built once, not per batch
 
     def unusable_reason(self, offer: DatasetOffer, read_images: bool) -> str | None:
         return None if offer.has_urls else f"bank {self.info.name!r} holds URLs, but the dataset has no URL column"
@@ -102,11 +103,11 @@ class UrlMatcher(Matcher):
     def match(self, signals: Signals) -> list[Hits]:
         matched = None
         which: np.ndarray | None = None
-        for name, values in self.forms.items():
+        for name, values in self.sets.items():
             forms = signals.url_form(name)
             if forms is None:
                 return []
-            mask = np.asarray(pc.fill_null(pc.is_in(forms, value_set=values), False).to_numpy(zero_copy_only=False))
+            mask = values.contains(forms)
             if matched is None:
                 matched, which = mask.copy(), np.where(mask, name, "")
             else:

@@ -8,6 +8,7 @@ paths give the same answer (a test checks this on awkward URLs).
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from abc import ABC, abstractmethod
 from typing import ClassVar
@@ -149,6 +150,17 @@ def _remove_dot_segments(path: str) -> str:
     return result if result.startswith("/") else "/" + result
 
 
+# URLs the canonical vector path would get wrong: a character percent-encoding would change, an escape that
+# _canonical_part would rewrite (not `%` + two upper-case hex digits, or one that encodes an unreserved
+# character: 2D 2E 30-39 41-5A 5F 61-7A 7E), a dot segment, or an empty query. Upper-case escapes of
+# other characters (`%20`, `%C3%A9`) are already canonical and stay on the vector path.
+_CANONICAL_ODD = (
+    r"[^A-Za-z0-9/:@!$&'()*+,;=._~?%-]"
+    r"|%(?:[^0-9A-F]|.[^0-9A-F]|.?$|2[DE]|3[0-9]|4[1-9A-F]|5[0-9AF]|6[1-9A-F]|7[0-9AE])"
+    r"|/\.\.?(?:[/?]|$)|\?$"
+)
+
+
 class CanonicalUrl(UrlNormalizer):
     """Canonical form `host[:port]/path[?query]`: IDNA lower-case host without trailing dot, no default
     port, no userinfo or fragment, RFC 3986 dot segments removed, percent-encoding normalised. The scheme is
@@ -184,10 +196,10 @@ class CanonicalUrl(UrlNormalizer):
         path = pc.list_element(parts, 1)
         vector = pc.binary_join_element_wise(host, path, "/")
         # The vector path is exact only for plain URLs: printable ASCII that percent-encoding leaves alone,
-        # a bare host (no port, userinfo, query or trailing dot) and no dot segments.
+        # a bare host (no port, userinfo, query, '%' or trailing dot) and no dot segments.
         odd = ~had_scheme
-        odd |= _flag(urls, r"[^A-Za-z0-9/:@!$&'()*+,;=._~?-]|/\.\.?(?:[/?]|$)|\?$")
-        odd |= _flag(host, r"[:@?]|\.$|^$")
+        odd |= _flag(urls, _CANONICAL_ODD)
+        odd |= _flag(host, r"[:@?%]|\.$|^$")
         return self._scalar_rows(urls, _rows(odd, urls), vector)
 
 
@@ -247,4 +259,9 @@ def registrable_domain(host: str) -> str | None:
         from publicsuffixlist import PublicSuffixList
 
         _PSL = PublicSuffixList()
-    return _PSL.privatesuffix(host) if host else None
+    if not host:
+        return None
+    try:
+        return ipaddress.ip_address(host.strip("[]")).compressed  # an IP literal is its own site
+    except ValueError:
+        return _PSL.privatesuffix(host)
