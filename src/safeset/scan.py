@@ -34,9 +34,9 @@ from safeset.fsutil import make_private_dir, write_json, write_parquet
 from safeset.io.base import DatasetFormat, ShardRef
 from safeset.io.columns import ColumnOptions
 from safeset.io.detect import open_dataset
-from safeset.match import exact as _exact_matchers  # noqa: F401  (registers the exact matchers)
 from safeset.match.base import MATCHERS, DatasetOffer, Matcher
 from safeset.policy.actions import ACTION_RANK, Action
+from safeset.registry import load_plugins
 from safeset.signals.compute import Signals
 from safeset.signals.images import DEFAULT_MAX_PIXELS
 from safeset.signals.urls import host_of, registrable_domain
@@ -99,6 +99,7 @@ class ShardScanner:
     """Everything one process needs to scan shards: the dataset reader and loaded matchers."""
 
     def __init__(self, config: ScanConfig) -> None:
+        load_plugins()
         self.config = config
         self.dataset: DatasetFormat = open_dataset(Path(config.dataset), config.input_format, config.columns)
         store = BankStore(Path(config.banks_dir))

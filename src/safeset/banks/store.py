@@ -211,6 +211,9 @@ def register_kind(kind: BankKind) -> None:
 
 class BankStore:
     def __init__(self, root: Path) -> None:
+        from safeset.registry import load_plugins
+
+        load_plugins()  # kinds added by later capabilities register on import
         self.root = root
 
     def folder(self, name: str) -> Path:
