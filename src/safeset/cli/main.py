@@ -17,6 +17,9 @@ from safeset.banks.store import KINDS, BankStore
 from safeset.errors import SafesetError
 from safeset.io.columns import ColumnOptions
 from safeset.policy.actions import Action, ReleasePolicy
+from safeset.registry import load_plugins
+
+load_plugins()  # so that --kind help lists every registered kind
 
 app = typer.Typer(
     no_args_is_help=True,
