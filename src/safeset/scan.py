@@ -25,35 +25,24 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from safeset import __version__
 from safeset.banks.store import BankInfo, BankStore
 from safeset.errors import InputError, SafesetError
+from safeset.findings import ERRORS_SCHEMA, FINDINGS_SCHEMA, TableBuilder
 from safeset.fsutil import make_private_dir, write_json, write_parquet
 from safeset.io.base import DatasetFormat, ShardRef
 from safeset.io.columns import ColumnOptions
 from safeset.io.detect import open_dataset
 from safeset.match.base import MATCHERS, DatasetOffer, Matcher
+from safeset.match.expand import EXPANDERS, ROW_SIGNALS, Expander, ExpansionContext
 from safeset.policy.actions import ACTION_RANK, Action
 from safeset.registry import load_plugins
 from safeset.signals.compute import Signals
 from safeset.signals.images import DEFAULT_MAX_PIXELS
 from safeset.signals.urls import host_of, registrable_domain
-
-FINDINGS_SCHEMA = pa.schema(
-    [
-        ("key", pa.string()),
-        ("shard", pa.string()),
-        ("row", pa.int64()),
-        ("detector", pa.string()),
-        ("bank", pa.string()),
-        ("evidence", pa.string()),
-        ("action", pa.string()),
-        ("domain", pa.string()),  # registrable domain of the row's URL: which sites host the matches
-    ]
-)
-ERRORS_SCHEMA = pa.schema([("key", pa.string()), ("shard", pa.string()), ("row", pa.int64()), ("reason", pa.string())])
 
 
 @dataclass(frozen=True)
@@ -66,6 +55,8 @@ class ScanConfig:
     metadata_only: bool = False
     batch_rows: int = 4096
     max_pixels: int = DEFAULT_MAX_PIXELS
+    expanders: tuple[str, ...] = ()
+    options: dict[str, Any] = field(default_factory=dict)  # detector settings (thresholds, paths)
 
     def fingerprint(self, banks: list[BankInfo]) -> dict[str, Any]:
         """What must be equal for a resumed run to produce the same findings."""
@@ -76,6 +67,8 @@ class ScanConfig:
             "metadata_only": self.metadata_only,
             "max_pixels": self.max_pixels,
             "banks": sorted(b.name + "=" + b.digest() for b in banks),
+            "expanders": sorted(self.expanders),
+            "options": {k: str(v) for k, v in sorted(self.options.items())},
         }
 
 
@@ -109,6 +102,11 @@ class ShardScanner:
             if info.kind not in MATCHERS:
                 raise SafesetError(f"bank {info.name!r} has kind {info.kind!r}, which no matcher handles")
             self.matchers.append(MATCHERS[info.kind](info, store.folder(info.name)))
+        unknown = [name for name in config.expanders if name not in EXPANDERS]
+        if unknown:
+            raise SafesetError(f"unknown expander {', '.join(unknown)}; available: {', '.join(EXPANDERS) or 'none'}")
+        self.expanders: list[Expander] = [EXPANDERS[name](config.options) for name in config.expanders]
+        self.row_signals = sorted({name for e in self.expanders for name in e.row_signals})
         self.image_digests = sorted({a for m in self.matchers for a in m.image_digests})
 
     def check(self) -> dict[str, Any]:
@@ -120,6 +118,11 @@ class ShardScanner:
             metadata_hashes=list(offer_raw.get("metadata_hashes", [])),  # type: ignore[arg-type]
         )
         problems = [r for m in self.matchers if (r := m.unusable_reason(offer, self.read_images(offer)))]
+        problems += [
+            f"expander {e.name!r} needs image bytes, which this scan does not read"
+            for e in self.expanders
+            if e.needs_images() and not self.read_images(offer)
+        ]
         if problems:
             raise SafesetError("; ".join(problems))
         return {"format": self.dataset.name, "offer": asdict(offer), "read_images": self.read_images(offer)}
@@ -134,62 +137,89 @@ class ShardScanner:
     def scan_shard(self, shard: ShardRef, read_images: bool, run_dir: Path) -> ShardResult:
         started = time.perf_counter()
         result = ShardResult(shard=shard.id)
-        findings: dict[str, list[Any]] = {name: [] for name in FINDINGS_SCHEMA.names}
-        errors: dict[str, list[Any]] = {name: [] for name in ERRORS_SCHEMA.names}
-        row_action: dict[int, Action] = {}
-        errored_rows: set[int] = set()
+        findings = TableBuilder(FINDINGS_SCHEMA)
+        errors = TableBuilder(ERRORS_SCHEMA)
+        kept_signals: list[pa.RecordBatch] = []
         rows_seen = 0
         try:
             for batch in self.dataset.iter_batches(shard, self.config.batch_rows, read_images):
                 rows_seen += len(batch)
                 signals = Signals(batch, self.image_digests, self.config.max_pixels)
                 for matcher in self.matchers:
-                    action = Action(matcher.info.action)
                     for hits in matcher.match(signals):
-                        keys = batch.keys_at(hits.positions)
-                        rows = batch.rows[hits.positions]
-                        n = len(rows)
-                        findings["key"].extend(keys)
-                        findings["shard"].extend([shard.id] * n)
-                        findings["row"].extend(rows.tolist())
-                        findings["detector"].extend([hits.detector] * n)
-                        findings["bank"].extend([matcher.info.name] * n)
-                        findings["evidence"].extend(hits.evidence)
-                        findings["action"].extend([action.value] * n)
-                        findings["domain"].extend(_registrable_domains(batch.urls, hits.positions))
-                        for row in rows.tolist():
-                            current = row_action.get(row)
-                            if current is None or ACTION_RANK[action] > ACTION_RANK[current]:
-                                row_action[row] = action
+                        n = len(hits.positions)
+                        findings.extend(
+                            key=batch.keys_at(hits.positions),
+                            shard=[shard.id] * n,
+                            row=batch.rows[hits.positions].tolist(),
+                            detector=[hits.detector] * n,
+                            bank=[matcher.info.name] * n,
+                            evidence=hits.evidence,
+                            action=[matcher.info.action] * n,
+                            domain=_registrable_domains(batch.urls, hits.positions),
+                        )
                 if read_images or batch.read_errors is not None:
                     problems = signals.image_errors()
                     bad = np.flatnonzero(np.array([p is not None for p in problems], dtype=bool))
-                    if len(bad):
-                        errors["key"].extend(batch.keys_at(bad))
-                        errors["shard"].extend([shard.id] * len(bad))
-                        errors["row"].extend(batch.rows[bad].tolist())
-                        errors["reason"].extend(problems[i] for i in bad)
-                        errored_rows.update(batch.rows[bad].tolist())
+                    errors.extend(
+                        key=batch.keys_at(bad),
+                        shard=[shard.id] * len(bad),
+                        row=batch.rows[bad].tolist(),
+                        reason=[problems[i] for i in bad],
+                    )
+                if self.row_signals:
+                    kept_signals.append(self._row_signal_batch(signals))
         except InputError as exc:
-            known = self.dataset.known_row_count(shard)
-            result.rows_in = max(known or 0, rows_seen)
-            result.rows_errored = result.rows_in
+            result.rows_in = max(self.dataset.known_row_count(shard) or 0, rows_seen)
             result.error = str(exc)
-            findings = {name: [] for name in FINDINGS_SCHEMA.names}
-            errors = {"key": [""], "shard": [shard.id], "row": [-1], "reason": [f"shard unreadable: {exc}"]}
+            findings = TableBuilder(FINDINGS_SCHEMA)
+            errors = TableBuilder(ERRORS_SCHEMA)
+            errors.extend(key=[""], shard=[shard.id], row=[-1], reason=[f"shard unreadable: {exc}"])
+            kept_signals = []
         else:
             result.rows_in = rows_seen
-            result.rows_flagged = len(row_action)
-            result.rows_errored = len(errored_rows - row_action.keys())
-            result.rows_by_action = dict(Counter(a.value for a in row_action.values()))
-            result.findings = len(findings["row"])
+        finding_table, error_table = findings.table(), errors.table()
+        _count_rows(result, finding_table, error_table)
         result.seconds = round(time.perf_counter() - started, 3)
         stem = shard_file_stem(shard.id)
         shards_dir = run_dir / "shards"
-        write_parquet(shards_dir / f"{stem}.findings.parquet", _sorted_table(findings, FINDINGS_SCHEMA), private=True)
-        write_parquet(shards_dir / f"{stem}.errors.parquet", _sorted_table(errors, ERRORS_SCHEMA), private=True)
+        if self.row_signals:
+            signal_table = (
+                pa.Table.from_batches(kept_signals) if kept_signals else self._row_signal_schema().empty_table()
+            )
+            write_parquet(shards_dir / f"{stem}.signals.parquet", signal_table, private=True)
+        write_parquet(shards_dir / f"{stem}.findings.parquet", finding_table, private=True)
+        write_parquet(shards_dir / f"{stem}.errors.parquet", error_table, private=True)
         write_json(shards_dir / f"{stem}.json", asdict(result), private=True)  # the completion marker, last
         return result
+
+    def _row_signal_schema(self) -> pa.Schema:
+        fields = [("row", pa.int64()), ("key", pa.string())]
+        fields += [(name, ROW_SIGNALS[name][0]) for name in self.row_signals]
+        return pa.schema(fields)
+
+    def _row_signal_batch(self, signals: Signals) -> pa.RecordBatch:
+        batch = signals.batch
+        columns = [pa.array(batch.rows, type=pa.int64()), pa.array(batch.keys_at(np.arange(len(batch))))]
+        columns += [ROW_SIGNALS[name][1](signals) for name in self.row_signals]
+        return pa.RecordBatch.from_arrays(columns, schema=self._row_signal_schema())
+
+
+def _count_rows(result: ShardResult, findings: pa.Table, errors: pa.Table) -> None:
+    """Exclusive row states: flagged (strongest action wins), else errored, else clean."""
+    if result.error:
+        result.rows_flagged, result.rows_errored, result.rows_by_action = 0, result.rows_in, {}
+        result.findings = 0
+        return
+    strongest: dict[int, Action] = {}
+    for row, action in zip(findings["row"].to_pylist(), findings["action"].to_pylist(), strict=True):
+        current = strongest.get(row)
+        if current is None or ACTION_RANK[Action(action)] > ACTION_RANK[current]:
+            strongest[row] = Action(action)
+    result.rows_flagged = len(strongest)
+    result.rows_errored = len(set(errors["row"].to_pylist()) - strongest.keys())
+    result.rows_by_action = dict(sorted(Counter(a.value for a in strongest.values()).items()))
+    result.findings = findings.num_rows
 
 
 def _registrable_domains(urls: pa.Array | None, positions: np.ndarray) -> list[str | None]:
@@ -197,12 +227,6 @@ def _registrable_domains(urls: pa.Array | None, positions: np.ndarray) -> list[s
         return [None] * len(positions)
     picked = urls.take(pa.array(positions, type=pa.int64())).to_pylist()
     return [registrable_domain(host_of(u)) if u else None for u in picked]
-
-
-def _sorted_table(columns: dict[str, list[Any]], schema: pa.Schema) -> pa.Table:
-    table = pa.table(columns, schema=schema)
-    keys = [("row", "ascending")] + [(n, "ascending") for n in ("bank", "detector", "reason") if n in schema.names]
-    return table.sort_by(keys)
 
 
 _WORKER: ShardScanner | None = None
@@ -272,8 +296,39 @@ def run_scan(
                 result = future.result()
                 if on_shard:
                     on_shard(result)
-    summary = merge_run(run_dir, shards, scanner.banks, checked, started, resumed_shards=len(done))
+    phase_one = _read_shard_tables(run_dir, shards)
+    expansions = run_expansions(scanner, run_dir, shards, phase_one[0])
+    summary = merge_run(run_dir, shards, scanner.banks, checked, started, phase_one, expansions, len(done))
     return ScanOutcome(summary, run_dir)
+
+
+def _read_shard_tables(run_dir: Path, shards: list[ShardRef]) -> tuple[pa.Table, pa.Table, list[dict[str, Any]]]:
+    """Per-shard findings, errors and results, concatenated in shard order."""
+    shard_dir = run_dir / "shards"
+    results, finding_tables, error_tables = [], [], []
+    for shard in shards:
+        stem = shard_file_stem(shard.id)
+        marker = shard_dir / f"{stem}.json"
+        if not marker.exists():
+            raise SafesetError(f"shard {shard.id} has no result in {shard_dir}; run the scan again with --resume")
+        results.append(json.loads(marker.read_text()))
+        finding_tables.append(pq.read_table(shard_dir / f"{stem}.findings.parquet").cast(FINDINGS_SCHEMA))
+        error_tables.append(pq.read_table(shard_dir / f"{stem}.errors.parquet").cast(ERRORS_SCHEMA))
+    findings = pa.concat_tables(finding_tables) if finding_tables else FINDINGS_SCHEMA.empty_table()
+    errors = pa.concat_tables(error_tables) if error_tables else ERRORS_SCHEMA.empty_table()
+    return findings, errors, results
+
+
+def run_expansions(scanner: ShardScanner, run_dir: Path, shards: list[ShardRef], seeds: pa.Table) -> pa.Table:
+    """Second pass: each expander grows findings around the first pass's; always recomputed, so a resumed
+    run gets the same expansion as an uninterrupted one."""
+    tables = [FINDINGS_SCHEMA.empty_table()]
+    context = ExpansionContext(run_dir, scanner.dataset, shards, seeds, dict(scanner.config.options))
+    for expander in scanner.expanders:
+        tables.append(expander.expand(context).cast(FINDINGS_SCHEMA))
+    expanded = pa.concat_tables(tables)
+    write_parquet(run_dir / "expansions.parquet", expanded, private=True)
+    return expanded
 
 
 def merge_run(
@@ -282,24 +337,40 @@ def merge_run(
     banks: list[BankInfo],
     checked: dict[str, Any],
     started: datetime,
+    phase_one: tuple[pa.Table, pa.Table, list[dict[str, Any]]],
+    expansions: pa.Table,
     resumed_shards: int = 0,
 ) -> dict[str, Any]:
-    """Combine per-shard results, in shard order, into findings.parquet, errors.parquet and summary.json."""
-    shard_dir = run_dir / "shards"
-    results = []
-    finding_tables, error_tables = [], []
-    for shard in shards:
-        stem = shard_file_stem(shard.id)
-        marker = shard_dir / f"{stem}.json"
-        if not marker.exists():
-            raise SafesetError(f"shard {shard.id} has no result in {shard_dir}; run the scan again with --resume")
-        results.append(json.loads(marker.read_text()))
-        finding_tables.append(pq.read_table(shard_dir / f"{stem}.findings.parquet"))
-        error_tables.append(pq.read_table(shard_dir / f"{stem}.errors.parquet"))
-    findings = pa.concat_tables(finding_tables) if finding_tables else FINDINGS_SCHEMA.empty_table()
-    errors = pa.concat_tables(error_tables) if error_tables else ERRORS_SCHEMA.empty_table()
-    write_parquet(run_dir / "findings.parquet", findings, private=True)
+    """Combine both passes, in shard order, into findings.parquet, errors.parquet and summary.json."""
+    first, errors, results = phase_one
+    order = {shard.id: i for i, shard in enumerate(shards)}
+    combined = pa.concat_tables([first, expansions])
+    position = pa.array([order[s] for s in combined["shard"].to_pylist()], type=pa.int64())
+    combined = (
+        combined.append_column("_order", position)
+        .sort_by(
+            [
+                ("_order", "ascending"),
+                ("row", "ascending"),
+                ("bank", "ascending"),
+                ("detector", "ascending"),
+                ("evidence", "ascending"),
+            ]
+        )
+        .drop_columns(["_order"])
+    )
+    write_parquet(run_dir / "findings.parquet", combined, private=True)
     write_parquet(run_dir / "errors.parquet", errors, private=True)
+    by_shard_findings = _split_by_shard(combined)
+    by_shard_errors = _split_by_shard(errors)
+    for result in results:
+        account = ShardResult(**result)
+        _count_rows(
+            account,
+            by_shard_findings.get(account.shard, FINDINGS_SCHEMA.empty_table()),
+            by_shard_errors.get(account.shard, ERRORS_SCHEMA.empty_table()),
+        )
+        result.update(asdict(account))
     totals = {k: sum(r[k] for r in results) for k in ("rows_in", "rows_flagged", "rows_errored", "findings")}
     by_action: Counter[str] = Counter()
     for r in results:
@@ -308,8 +379,8 @@ def merge_run(
         **totals,
         "rows_clean": totals["rows_in"] - totals["rows_flagged"] - totals["rows_errored"],
         "rows_by_action": dict(sorted(by_action.items())),
-        "findings_by_detector": dict(sorted(Counter(findings["detector"].to_pylist()).items())),
-        "findings_by_bank": dict(sorted(Counter(findings["bank"].to_pylist()).items())),
+        "findings_by_detector": dict(sorted(Counter(combined["detector"].to_pylist()).items())),
+        "findings_by_bank": dict(sorted(Counter(combined["bank"].to_pylist()).items())),
         "shards_total": len(results),
         "shards_failed": sum(1 for r in results if r["error"]),
         "shards_resumed": resumed_shards,
@@ -323,3 +394,9 @@ def merge_run(
     }
     write_json(run_dir / "summary.json", summary, private=True)
     return summary
+
+
+def _split_by_shard(table: pa.Table) -> dict[str, pa.Table]:
+    if table.num_rows == 0:
+        return {}
+    return {shard: table.filter(pc.equal(table["shard"], shard)) for shard in pc.unique(table["shard"]).to_pylist()}

@@ -117,6 +117,10 @@ def scan(
     metadata_only: Annotated[
         bool, typer.Option("--metadata-only", help="Match on metadata (URLs, hash columns) without reading images.")
     ] = False,
+    expand: Annotated[
+        list[str] | None,
+        typer.Option("--expand", help="Second-pass expanders, e.g. 'duplicate' (copies of flagged images)."),
+    ] = None,
     batch_rows: Annotated[int, typer.Option("--batch-rows", min=1)] = 4096,
     max_pixels: Annotated[
         int, typer.Option("--max-pixels", help="Images above this are errored, not decoded.")
@@ -138,6 +142,7 @@ def scan(
         metadata_only=metadata_only,
         batch_rows=batch_rows,
         max_pixels=max_pixels,
+        expanders=tuple(expand or ()),
     )
     with _progress() as progress:
         task = progress.add_task("scanning shards", total=None)

@@ -1,0 +1,46 @@
+"""The findings and errors tables every stage writes, and a builder that appends rows column-wise."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pyarrow as pa
+
+FINDINGS_SCHEMA = pa.schema(
+    [
+        ("key", pa.string()),
+        ("shard", pa.string()),
+        ("row", pa.int64()),
+        ("detector", pa.string()),
+        ("bank", pa.string()),
+        ("evidence", pa.string()),
+        ("action", pa.string()),
+        ("domain", pa.string()),  # registrable domain of the row's URL: which sites host the matches
+    ]
+)
+ERRORS_SCHEMA = pa.schema([("key", pa.string()), ("shard", pa.string()), ("row", pa.int64()), ("reason", pa.string())])
+
+
+class TableBuilder:
+    """Column lists for one schema; cheap to extend per batch, turned into a sorted Arrow table at the end."""
+
+    def __init__(self, schema: pa.Schema) -> None:
+        self.schema = schema
+        self.columns: dict[str, list[Any]] = {name: [] for name in schema.names}
+
+    def extend(self, **values: list[Any]) -> None:
+        lengths = {len(v) for v in values.values()}
+        if len(lengths) != 1 or set(values) != set(self.schema.names):
+            raise ValueError(f"columns {sorted(values)} of lengths {lengths} do not fill {self.schema.names}")
+        for name, column in values.items():
+            self.columns[name].extend(column)
+
+    def __len__(self) -> int:
+        return len(self.columns[self.schema.names[0]])
+
+    def table(self) -> pa.Table:
+        table = pa.table(self.columns, schema=self.schema)
+        order = [("shard", "ascending"), ("row", "ascending")] + [
+            (n, "ascending") for n in ("bank", "detector", "evidence", "reason") if n in self.schema.names
+        ]
+        return table.sort_by(order)
