@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 
-PLUGIN_MODULES: tuple[str, ...] = ("safeset.match.exact",)
+PLUGIN_MODULES: tuple[str, ...] = ("safeset.match.exact", "safeset.match.prefix", "safeset.match.terms")
 
 _loaded = False
 
