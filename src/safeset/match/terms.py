@@ -158,9 +158,10 @@ def _on_word_boundaries(text: NormalizedText, starts: np.ndarray, ends: np.ndarr
 
 def _token_index(text: NormalizedText) -> np.ndarray:
     """For each character, the index of the token it is in (or follows): a token starts at a word character
-    after a non-word one, and at every character of a script written without spaces."""
+    after a non-word one, and at every character of a script written without spaces and the one after it."""
     tables = char_tables()
     word = tables.word[text.codes]
     start = word.copy()
-    start[1:] &= ~word[:-1] | tables.unspaced[text.codes[1:]]
+    unspaced = tables.unspaced[text.codes]
+    start[1:] &= ~word[:-1] | unspaced[1:] | unspaced[:-1]
     return np.cumsum(start) - 1
