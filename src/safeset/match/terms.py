@@ -147,13 +147,19 @@ def _on_word_boundaries(text: NormalizedText, starts: np.ndarray, ends: np.ndarr
     """A hit is a whole word when the characters around it are not word characters; scripts written without
     spaces (Han, kana, Thai, ...) need no boundary, on either side of the edge."""
     tables = char_tables()
-    codes = text.codes
-    first, last = codes[starts], codes[ends]
-    before = np.where(starts > 0, codes[np.maximum(starts - 1, 0)], 0)
-    after = codes[ends + 1]  # every row ends with NUL, so this never runs past the text
+    first, last = _code_points_at(text, starts), _code_points_at(text, ends)
+    before = np.where(starts > 0, _code_points_at(text, np.maximum(starts - 1, 0)), 0)
+    after = _code_points_at(text, ends + 1)  # every row ends with NUL, so this never runs past the text
     ok_before = ~tables.word[before] | tables.unspaced[before] | tables.unspaced[first]
     ok_after = ~tables.word[after] | tables.unspaced[after] | tables.unspaced[last]
     return ok_before & ok_after
+
+
+def _code_points_at(text: NormalizedText, positions: np.ndarray) -> np.ndarray:
+    """Code points at a few positions; the whole batch as UTF-32 only when hits are many (it costs a copy)."""
+    if len(positions) > 2048 or text._codes:
+        return text.codes[positions]
+    return np.fromiter((ord(text.text[i]) for i in positions.tolist()), dtype=np.uint32, count=len(positions))
 
 
 def _token_index(text: NormalizedText) -> np.ndarray:
