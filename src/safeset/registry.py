@@ -8,7 +8,12 @@ from __future__ import annotations
 
 import importlib
 
-PLUGIN_MODULES: tuple[str, ...] = ("safeset.match.exact", "safeset.match.duplicates")
+PLUGIN_MODULES: tuple[str, ...] = (
+    "safeset.match.exact",
+    "safeset.match.duplicates",
+    "safeset.match.prefix",
+    "safeset.match.terms",
+)
 
 _loaded = False
 

@@ -116,6 +116,7 @@ class ShardScanner:
             has_urls=bool(offer_raw.get("has_urls")),
             has_images=bool(offer_raw.get("has_images")),
             metadata_hashes=list(offer_raw.get("metadata_hashes", [])),  # type: ignore[arg-type]
+            has_captions=bool(offer_raw.get("has_captions")),
         )
         problems = [r for m in self.matchers if (r := m.unusable_reason(offer, self.read_images(offer)))]
         problems += [
