@@ -32,6 +32,8 @@ AWKWARD = [
     "https://ex.com/a/../../b",
     "https://EX.COM/UPPER/Path.JPG",
     "mailto:someone",
+    "https:////0c",
+    "http:///path/only",
     "",
 ]
 

@@ -101,7 +101,7 @@ class DigestSet:
 
 _HASH_MULTIPLIER = 0x9E3779B97F4A7C15  # odd, so invertible modulo 2^64
 _HASH_INVERSE = pow(_HASH_MULTIPLIER, -1, 1 << 64)
-_HASH_CHUNK_BYTES = 1 << 22
+_HASH_CHUNK_BYTES = 1 << 19
 _powers = np.ones(1, dtype=np.uint64)  # _powers[j] = multiplier^j mod 2^64, grown on demand
 _inverses = np.ones(1, dtype=np.uint64)
 

@@ -56,13 +56,12 @@ class Signals:
 
         def compute() -> tuple[np.ndarray, np.ndarray]:
             values = forms.cast(pa.binary()).to_pylist()
-            digests = np.zeros((len(values), DIGEST_SIZES[algorithm]), dtype=np.uint8)
-            valid = np.zeros(len(values), dtype=bool)
-            make = getattr(hashlib, algorithm)
-            for i, value in enumerate(values):
-                if value is not None:
-                    digests[i] = np.frombuffer(make(value).digest(), dtype=np.uint8)
-                    valid[i] = True
+            size = DIGEST_SIZES[algorithm]
+            make, absent = getattr(hashlib, algorithm), bytes(size)
+            # One join and one copy into numpy: a numpy row assignment per URL would cost more than the hash.
+            joined = b"".join([absent if value is None else make(value).digest() for value in values])
+            digests = np.frombuffer(joined, dtype=np.uint8).reshape(len(values), size).copy()
+            valid = np.asarray(forms.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
             return digests, valid
 
         return self._memo(f"url_digest:{algorithm}:{normalizer}", compute)  # type: ignore[return-value]

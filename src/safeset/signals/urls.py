@@ -88,9 +88,13 @@ class _Bytes:
         mask[np.searchsorted(self.offsets, positions, side="right") - 1] = True
         return mask
 
-    def rows_with_byte(self, table: np.ndarray) -> np.ndarray:
-        """Mask of the rows holding a byte for which `table` (256 booleans) is true."""
-        return self.rows_of(np.flatnonzero(table[self.data]))
+    def rows_with_any(self, chars: bytes, below: int = 0) -> np.ndarray:
+        """Mask of the rows holding one of `chars` or a byte below `below` (comparisons beat a table lookup)."""
+        data = self.data
+        hit = data < below
+        for char in chars:
+            hit |= data == char
+        return self.rows_of(np.flatnonzero(hit))
 
     def rows_ending_with(self, byte: int) -> np.ndarray:
         nonempty = self.ends > self.starts
@@ -105,12 +109,6 @@ class _Bytes:
             [self.array.buffers()[0], pa.py_buffer(offsets.astype(width)), pa.py_buffer(data)],
             null_count=self.array.null_count,
         )
-
-
-def _byte_table(chars: bytes) -> np.ndarray:
-    table = np.zeros(256, dtype=bool)
-    table[list(chars)] = True
-    return table
 
 
 def _has_prefix(text: _Bytes, prefix: bytes) -> np.ndarray:
@@ -153,9 +151,6 @@ def _rows_with_substring(text: _Bytes, needle: bytes) -> np.ndarray:
     return text.rows_of(found)
 
 
-_TE_ODD_BYTES = _byte_table(bytes(range(0x21)) + b"#[]")
-
-
 class ThreatExchangeUrl(UrlNormalizer):
     """ThreatExchange `HASH_URL_MD5` convention: lower-case the whole URL, drop the leading `scheme://`.
 
@@ -179,9 +174,11 @@ class ThreatExchangeUrl(UrlNormalizer):
         # Rows where urlsplit/geturl would change more than the scheme take the reference path:
         # a control character, space, '#', '[' or ']'; a trailing '?'; another '://' after the scheme;
         # a ':' in a URL without an http(s) scheme.
-        odd = lowered.rows_with_byte(_TE_ODD_BYTES) | lowered.rows_ending_with(ord("?"))
+        odd = lowered.rows_with_any(b"#[]", below=0x21) | lowered.rows_ending_with(ord("?"))
         odd |= _rows_with_substring(stripped, b"://")
-        odd |= ~had_scheme & lowered.rows_with_byte(_byte_table(b":"))
+        odd |= ~had_scheme & lowered.rows_with_any(b":")
+        # An empty host ("https:////x"): urlsplit reads the slashes as path, geturl rewrites them.
+        odd |= np.asarray(pc.fill_null(pc.starts_with(stripped.array, "/"), False).to_numpy(zero_copy_only=False))
         return self._scalar_rows(urls, _rows(odd, urls), stripped.array)
 
 
@@ -252,9 +249,6 @@ _CANONICAL_ODD = (
 )
 
 
-_HOST_ODD_BYTES = _byte_table(b":@?%")
-
-
 class CanonicalUrl(UrlNormalizer):
     """Canonical form `host[:port]/path[?query]`: IDNA lower-case host without trailing dot, no default
     port, no userinfo or fragment, RFC 3986 dot segments removed, percent-encoding normalised. The scheme is
@@ -290,10 +284,16 @@ class CanonicalUrl(UrlNormalizer):
         first_slash = slashes[np.minimum(first, max(len(slashes) - 1, 0))] if len(slashes) else ends
         has_slash = (first < len(slashes)) & (first_slash < ends) if len(slashes) else np.zeros(len(ends), bool)
         host_end = np.where(has_slash, first_slash, ends)
-        marks = np.bincount(starts, minlength=len(data) + 1) - np.bincount(host_end, minlength=len(data) + 1)
-        in_host = np.cumsum(marks[: len(data)]) > 0
-        upper = in_host & (data >= ord("A")) & (data <= ord("Z"))
-        vector_data = data | (upper.astype(np.uint8) << 5)  # ASCII lower-case; other rows go the scalar way
+        # Bytes of interest in the host: upper-case letters (lower-cased here) and ':@?%' (rows go the scalar way).
+        notable = (data >= ord("A")) & (data <= ord("Z"))
+        for char in b":@?%":
+            notable |= data == char
+        notable = np.flatnonzero(notable)
+        notable = notable[notable < host_end[np.searchsorted(rest.offsets, notable, side="right") - 1]]
+        upper = data[notable] >= ord("A")
+        vector_data = data.copy()
+        vector_data[notable[upper]] |= 0x20  # ASCII lower-case; hosts with other letters go the scalar way
+        special = notable[~upper]
         add_slash = ~has_slash & rest.valid
         if add_slash.any():
             vector_data = np.insert(vector_data, ends[add_slash], ord("/"))
@@ -302,7 +302,7 @@ class CanonicalUrl(UrlNormalizer):
         # a bare host (no port, userinfo, query, '%' or trailing dot) and no dot segments.
         odd = ~had_scheme
         odd |= _flag(urls, _CANONICAL_ODD)
-        odd |= rest.rows_of(np.flatnonzero(in_host & _HOST_ODD_BYTES[data]))
+        odd |= rest.rows_of(special)
         odd |= host_end == starts
         odd |= (host_end > starts) & (data[np.maximum(host_end - 1, 0)] == ord(".")) if len(data) else False
         return self._scalar_rows(urls, _rows(odd, urls), vector)
