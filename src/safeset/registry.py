@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 
-PLUGIN_MODULES: tuple[str, ...] = ("safeset.match.exact", "safeset.match.duplicates")
+PLUGIN_MODULES: tuple[str, ...] = ("safeset.match.exact", "safeset.match.duplicates", "safeset.match.neighbors")
 
 _loaded = False
 

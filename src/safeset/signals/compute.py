@@ -71,6 +71,35 @@ class Signals:
             return None
         return self._memo("hosts", lambda: hosts_array(self.batch.urls))  # type: ignore[return-value]
 
+    def embeddings32(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """The batch's embeddings as float32 (rows × d) with their validity mask, if the batch carries any."""
+        batch = self.batch
+        if batch.embeddings is None:
+            return None
+
+        def compute() -> tuple[np.ndarray, np.ndarray]:
+            valid = batch.embedding_valid if batch.embedding_valid is not None else np.ones(len(batch), dtype=bool)
+            return np.asarray(batch.embeddings, dtype=np.float32), valid
+
+        return self._memo("embeddings32", compute)  # type: ignore[return-value]
+
+    def unit_embeddings(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """Embeddings scaled to unit length (float64, for cosines); rows that are zero or not finite are invalid."""
+        pair = self.embeddings32()
+        if pair is None:
+            return None
+
+        def compute() -> tuple[np.ndarray, np.ndarray]:
+            vectors, valid = pair
+            wide = vectors.astype(np.float64)
+            norms = np.sqrt((wide * wide).sum(axis=1))
+            usable = valid & np.isfinite(norms) & (norms > 0)
+            unit = np.zeros_like(wide)
+            unit[usable] = wide[usable] / norms[usable, None]
+            return unit, usable
+
+        return self._memo("unit_embeddings", compute)  # type: ignore[return-value]
+
     def image_errors(self) -> list[str | None]:
         """Per-row reason the row could not be checked (read problems, undecodable images), else None."""
 
