@@ -125,9 +125,114 @@ def scan(
     max_pixels: Annotated[
         int, typer.Option("--max-pixels", help="Images above this are errored, not decoded.")
     ] = 100_000_000,
+    neighbors: Annotated[
+        bool,
+        typer.Option(
+            "--neighbors", help="Second pass: rows whose embedding is within --neighbor-threshold of a match."
+        ),
+    ] = False,
+    neighbor_threshold: Annotated[
+        float, typer.Option("--neighbor-threshold", help="Cosine similarity to a seed (-1 with --neighbor-top-k).")
+    ] = 0.85,
+    neighbor_top_k: Annotated[
+        int | None, typer.Option("--neighbor-top-k", min=1, help="Only each seed's k nearest rows (within τ).")
+    ] = None,
+    neighbor_hops: Annotated[
+        int, typer.Option("--neighbor-hops", min=1, max=2, help="2: search again around the first hop's rows.")
+    ] = 1,
+    neighbor_max_hop_seeds: Annotated[
+        int, typer.Option("--neighbor-max-hop-seeds", min=1, help="Bound on second-hop seeds (closest first).")
+    ] = 1000,
+    neighbor_seed_detector: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--neighbor-seed-detector", help="Detectors whose findings seed the search (default: hash and URL ones)."
+        ),
+    ] = None,
+    neighbor_seed_file: Annotated[
+        Path | None,
+        typer.Option("--neighbor-seed-file", help="More seeds: a .npy of vectors (n × d) or a file of keys."),
+    ] = None,
+    neighbor_action: Annotated[str, typer.Option("--neighbor-action", help="Action for neighbours.")] = "review",
+    neighbor_backend: Annotated[
+        str, typer.Option("--neighbor-backend", help="auto (GPU via torch when present), numpy, torch, torch-cpu.")
+    ] = "auto",
+    neighbor_memory_mb: Annotated[
+        int, typer.Option("--neighbor-memory-mb", min=16, help="Working memory of one similarity block.")
+    ] = 256,
+    embeddings: Annotated[
+        Path | None,
+        typer.Option("--embeddings", help="Folder of .npy parts row-aligned with the shards (LAION img_emb)."),
+    ] = None,
+    embedding_col: Annotated[
+        str | None, typer.Option("--embedding-col", help="Parquet list column holding each row's embedding.")
+    ] = None,
+    score: Annotated[
+        list[str] | None,
+        typer.Option("--score", help="Flag rows by a score column, e.g. 'punsafe>0.95' (repeatable; '-> remove')."),
+    ] = None,
+    model: Annotated[
+        Path | None, typer.Option("--model", help="ONNX classifier applied to each embedding (e.g. an NSFW head).")
+    ] = None,
+    model_threshold: Annotated[float, typer.Option("--model-threshold", help="Flag when the score exceeds.")] = 0.5,
+    model_column: Annotated[
+        int | None, typer.Option("--model-column", help="Which output column is the score.")
+    ] = None,
+    concepts: Annotated[
+        Path | None,
+        typer.Option("--concepts", help="Concept vectors with thresholds and special-care concepts (JSON or NPZ)."),
+    ] = None,
+    rule: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--rule",
+            help="Combination rule, e.g. 'research=punsafe > 0.95 AND bank:T -> remove' (repeatable; bank:, "
+            "detector:, rule: references, AND/OR/NOT).",
+        ),
+    ] = None,
+    triage_action: Annotated[
+        str, typer.Option("--triage-action", help="Action for score, model, concept and rule findings.")
+    ] = "review",
 ) -> None:
     """Match a dataset against banks; write findings.parquet and summary.json to --out."""
     from safeset.scan import ScanConfig, run_scan
+
+    for given in (neighbor_action, triage_action):
+        if given not in {a.value for a in Action}:
+            raise SafesetError(f"unknown action {given!r}; choose remove, exclude or review")
+    options: dict[str, Any] = {}
+    if neighbors or "neighbor" in (expand or ()):
+        options.update(
+            neighbor_threshold=neighbor_threshold,
+            neighbor_hops=neighbor_hops,
+            neighbor_max_hop_seeds=neighbor_max_hop_seeds,
+            neighbor_action=neighbor_action,
+            neighbor_backend=neighbor_backend,
+            neighbor_memory_mb=neighbor_memory_mb,
+        )
+        if neighbor_top_k:
+            options["neighbor_top_k"] = neighbor_top_k
+        if neighbor_seed_detector:
+            options["neighbor_seed_detectors"] = list(neighbor_seed_detector)
+        if neighbor_seed_file:
+            options["neighbor_seed_file"] = str(neighbor_seed_file)
+    if embeddings:
+        options["embeddings"] = str(embeddings)
+    if embedding_col:
+        options["embedding_col"] = embedding_col
+    if score:
+        options["scores"] = list(score)
+    if model:
+        options.update(model_file=str(model), model_threshold=model_threshold)
+        if model_column is not None:
+            options["model_column"] = model_column
+    if concepts:
+        options["concepts_file"] = str(concepts)
+    if rule:
+        options["rules"] = list(rule)
+    if triage_action != "review":
+        options["triage_action"] = triage_action
+    expanders = tuple(dict.fromkeys([*(expand or ()), *(["neighbor"] if neighbors else [])]))
 
     store = BankStore(banks)
     names = tuple(bank) if bank else tuple(info.name for info in store.list())
@@ -142,7 +247,8 @@ def scan(
         metadata_only=metadata_only,
         batch_rows=batch_rows,
         max_pixels=max_pixels,
-        expanders=tuple(expand or ()),
+        expanders=expanders,
+        options=options,
     )
     with _progress() as progress:
         task = progress.add_task("scanning shards", total=None)
