@@ -172,7 +172,11 @@ def test_webdataset_npy_members_follow_the_sidecar_rows(tmp_path: Path) -> None:
     got, valid = open_embeddings(dataset).for_shard(shard).take(np.arange(6))
     assert valid.tolist() == [True, True, True, False, False, True]
     assert np.array_equal(got[[0, 1, 2, 5]], vectors[[3, 1, 0, 5]])
-    rows = {int(r): k for b in dataset.iter_batches(shard, 100, read_images=True) for r, k in zip(b.rows, b.keys_at(np.arange(len(b))), strict=True)}
+    rows = {
+        int(r): k
+        for b in dataset.iter_batches(shard, 100, read_images=True)
+        for r, k in zip(b.rows, b.keys_at(np.arange(len(b))), strict=True)
+    }
     assert rows[5] == "000000007"  # the reader numbers the tar-only sample the same way
     _write_tar(root / "00000.tar", tar_samples, bad_member="000000001")
     with pytest.raises(InputError, match=r"00000.tar: member '000000001.npy' is not a readable .npy"):

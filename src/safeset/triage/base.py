@@ -74,13 +74,17 @@ def parse_comparison(text: str) -> tuple[str, str, float]:
 
 
 def numeric_column(signals: Signals, column: str) -> np.ndarray:
-    """A metadata column as float64, NaN where null (a comparison with NaN is False: null never flags)."""
+    """A metadata column as floats, NaN where null (a comparison with NaN is False: null never flags).
+
+    A float32 column stays float32, so that `pwatermark>=0.9` compares the threshold as the column stores
+    0.9 (0.9f < 0.9 in float64 would otherwise miss rows whose value prints as 0.9)."""
     array = signals.batch.extra.get(column)
     if array is None:
         raise SafesetError(f"column {column!r} was not read for this batch")
     if not (pa.types.is_floating(array.type) or pa.types.is_integer(array.type) or pa.types.is_boolean(array.type)):
         raise SafesetError(f"column {column!r} is {array.type}, not numeric; it cannot be compared with a number")
-    return np.asarray(pc.cast(array, pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
+    target = array.type if pa.types.is_floating(array.type) else pa.float64()
+    return np.asarray(pc.cast(array, target).to_numpy(zero_copy_only=False))
 
 
 class ScoreDetector(Detector):
