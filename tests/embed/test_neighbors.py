@@ -88,7 +88,7 @@ def test_scan_neighbors_on_laion_layout_then_clean(planted: tuple[Path, Path, np
 def test_expansion_is_identical_after_resume_and_with_top_k(
     planted: tuple[Path, Path, np.ndarray], tmp_path: Path
 ) -> None:
-    root, banks, stored = planted
+    root, banks, _ = planted
     options = {"neighbor_threshold": 0.85}
     scan(root, banks, tmp_path / "run", expanders=("neighbor",), options=options)
     reference = pq.read_table(tmp_path / "run" / "findings.parquet")
@@ -150,7 +150,7 @@ def test_neighbors_without_embeddings_is_refused_up_front(tmp_path: Path) -> Non
     pq.write_table(laion_table(20), path)
     banks = tmp_path / "banks"
     BankStore(banks).add("known", "md5", write_list(tmp_path / "m.txt", [hashlib.md5(b"image-1").hexdigest()]))
-    with pytest.raises(SafesetError, match="no embeddings found .* pass --embeddings"):
+    with pytest.raises(SafesetError, match=r"no embeddings found .* pass --embeddings"):
         scan(path, banks, tmp_path / "run", expanders=("neighbor",))
     assert not (tmp_path / "run" / "shards").exists()  # refused before any work
     result = CliRunner().invoke(

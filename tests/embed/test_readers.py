@@ -76,10 +76,10 @@ def test_missing_truncated_and_wrong_arrays_are_refused(layout: tuple[Path, list
     with pytest.raises(InputError, match="float16 or float32"):
         NpyVectors(path)
     path.write_bytes(b"not an array")
-    with pytest.raises(InputError, match="img_emb_0001.npy: not a readable .npy"):
+    with pytest.raises(InputError, match=r"img_emb_0001\.npy: not a readable \.npy"):
         NpyVectors(path)
     path.unlink()
-    with pytest.raises(InputError, match="no embedding file numbered 1 for shard metadata/metadata_0001.parquet"):
+    with pytest.raises(InputError, match=r"no embedding file numbered 1 for shard metadata/metadata_0001\.parquet"):
         open_embeddings(dataset).check(dataset.shards())
 
 

@@ -13,7 +13,7 @@ import pytest
 from safeset.banks.store import BankStore
 from safeset.errors import ColumnError, SafesetError
 from tests.conftest import laion_table, write_list
-from tests.embed.layout import at_cosine, random_unit, write_laion_layout
+from tests.embed.layout import random_unit, write_laion_layout
 from tests.helpers import findings, scan
 
 
@@ -141,7 +141,7 @@ def test_onnx_model_on_embeddings(tmp_path: Path, url_bank: Path) -> None:
         for f in hits.values()
     )
     wrong = tiny_nsfw_head(tmp_path / "wide.onnx", np.ones(32), 0.0)
-    with pytest.raises(SafesetError, match="wide.onnx: the model takes 32-d inputs, the embeddings are 16-d"):
+    with pytest.raises(SafesetError, match=r"wide\.onnx: the model takes 32-d inputs, the embeddings are 16-d"):
         scan(root, url_bank, tmp_path / "run2", options={"model_file": str(wrong)})
 
 
