@@ -164,7 +164,8 @@ def main() -> None:
         peak = max(r["gemm_peak_gflops_before"], r["gemm_peak_gflops_after"])
         print(
             f"seeds {r['seeds']:>6}: {r['rows_per_s_per_core']:>9} rows/s/core, {r['effective_gflops']} GFLOP/s "
-            f"= {r['fraction_of_gemm_peak']:.0%} of GEMM peak ({peak} GFLOP/s), {r['seconds']} s, peak RSS {r['peak_rss_mib']} MiB, {r['neighbours_found']} neighbours",
+            f"= {r['fraction_of_gemm_peak']:.0%} of GEMM peak ({peak} GFLOP/s), {r['seconds']} s, "
+            f"peak RSS {r['peak_rss_mib']} MiB, {r['neighbours_found']} neighbours",
             flush=True,
         )
     report = {"machine": machine(), "command": " ".join([Path(sys.executable).name, *sys.argv]), "results": results}
