@@ -8,7 +8,13 @@ from __future__ import annotations
 
 import importlib
 
-PLUGIN_MODULES: tuple[str, ...] = ("safeset.match.exact", "safeset.match.duplicates", "safeset.match.neighbors")
+PLUGIN_MODULES: tuple[str, ...] = (
+    "safeset.match.exact",
+    "safeset.match.duplicates",
+    "safeset.match.prefix",
+    "safeset.match.terms",
+    "safeset.match.neighbors",
+)
 
 _loaded = False
 

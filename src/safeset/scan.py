@@ -156,6 +156,7 @@ class ShardScanner:
             has_urls=bool(offer_raw.get("has_urls")),
             has_images=bool(offer_raw.get("has_images")),
             metadata_hashes=list(offer_raw.get("metadata_hashes", [])),  # type: ignore[arg-type]
+            has_captions=bool(offer_raw.get("has_captions")),
         )
         matchers = (*self.matchers, *self.rule_matchers)
         problems = [r for m in matchers if (r := m.unusable_reason(offer, self.read_images(offer)))]

@@ -184,3 +184,21 @@ def test_concepts_with_special_care_tighten_the_others(tmp_path: Path, url_bank:
     np.savez(tmp_path / "c.npz", names=["x"], vectors=np.ones((1, 8)), thresholds=[0.2], special=[False])
     with pytest.raises(SafesetError, match="concept vectors are 8-d, the embeddings are 16-d"):
         scan(root, url_bank, tmp_path / "run3", options={"concepts_file": str(tmp_path / "c.npz")})
+
+
+def test_research_rule_with_a_term_bank(tmp_path: Path) -> None:
+    """The Re-LAION rule as meant: a high score AND a caption matching a keyword (term) bank."""
+    table = laion_table(100)
+    captions = [f"caption number {i}" + (" zorblax" if i % 3 == 0 else "") for i in range(100)]
+    table = table.set_column(table.schema.get_field_index("TEXT"), "TEXT", [captions])
+    path = tmp_path / "part-00000.parquet"
+    pq.write_table(table, path)
+    banks = tmp_path / "banks"
+    terms = tmp_path / "terms.txt"
+    terms.write_text("zorblax\n", encoding="utf-8")  # a made-up stand-in keyword
+    BankStore(banks).add("T", "term", terms)
+    BankStore(banks).add("other", "md5", write_list(tmp_path / "m.txt", ["0" * 32]))
+    rule = "research=punsafe > 0.9 AND bank:T -> remove"
+    scan(path, banks, tmp_path / "run", bank_names=("other",), options={"rules": [rule]})
+    rows = sorted(f["row"] for f in findings(tmp_path / "run"))
+    assert rows == [i for i in range(91, 100) if i % 3 == 0]  # 93, 96, 99

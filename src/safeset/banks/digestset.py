@@ -147,8 +147,11 @@ def string_hashes(strings: pa.Array) -> np.ndarray:
         hi = min(n, max(hi, lo + 1))
         base, end = int(offsets[lo]), int(offsets[hi])
         powers, inverses = _power_tables(end - base + 1)
-        prefix = np.zeros(end - base + 1, dtype=np.uint64)
-        np.cumsum(data[base:end] * powers[: end - base], out=prefix[1:])
+        prefix = np.empty(end - base + 1, dtype=np.uint64)
+        prefix[0] = 0
+        weighted = prefix[1:]
+        np.multiply(data[base:end], powers[: end - base], out=weighted)
+        np.cumsum(weighted, out=weighted)
         starts, stops = offsets[lo:hi] - base, offsets[lo + 1 : hi + 1] - base
         sums = (prefix[stops] - prefix[starts]) * inverses[starts]
         out[lo:hi] = _mix64(sums ^ ((stops - starts).astype(np.uint64) * np.uint64(0xD6E8FEB86659FD93)))

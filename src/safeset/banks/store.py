@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import shutil
 from abc import ABC, abstractmethod
@@ -46,7 +47,10 @@ class BankInfo:
 
     def digest(self) -> str:
         """Identity of the bank's content, recorded in runs so that a resume can refuse a changed bank."""
-        return f"{self.kind}:{self.source_sha256}:{self.entries}:{self.action}"
+        identity = f"{self.kind}:{self.source_sha256}:{self.entries}:{self.action}"
+        # Import options that change what matches (normalisation, match mode, rule lists) are part of it.
+        settings = self.details.get("settings_sha256")
+        return f"{identity}:{settings}" if settings else identity
 
 
 @dataclass
@@ -61,6 +65,14 @@ class BankKind(ABC):
     name: ClassVar[str]
     default_action: ClassVar[Action] = Action.REMOVE
     description: ClassVar[str] = ""
+    #: Kind-specific `bank add` options this kind accepts (e.g. `match` for terms); others are refused.
+    accepted_options: ClassVar[frozenset[str]] = frozenset()
+
+    def import_file(
+        self, source: Path, column: str | None, folder: Path, skip_invalid: bool, options: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Read the list file and import it; kinds with their own file format or options override this."""
+        return self.import_values(read_list(source, column), folder, source, skip_invalid)
 
     @abstractmethod
     def import_values(self, values: ListValues, folder: Path, source: Path, skip_invalid: bool) -> dict[str, Any]:
@@ -112,22 +124,42 @@ class Sha256Kind(DigestKind):
     description = "SHA-256 of image bytes"
 
 
-class UrlMd5Kind(DigestKind):
+class UrlDigestKind(DigestKind):
+    """Hashes of URLs. Lists are hashed under different normal forms, so a bank is matched against each form
+    in `url_forms` (default: all of them, i.e. the ThreatExchange form and the canonical form)."""
+
+    accepted_options: ClassVar[frozenset[str]] = frozenset({"url_forms"})
+
+    def import_file(
+        self, source: Path, column: str | None, folder: Path, skip_invalid: bool, options: dict[str, Any]
+    ) -> dict[str, Any]:
+        forms = list(options.get("url_forms") or NORMALIZERS)
+        unknown = [f for f in forms if f not in NORMALIZERS]
+        if unknown or not forms:
+            raise SafesetError(f"unknown URL form(s) {', '.join(unknown)}; choose from {', '.join(NORMALIZERS)}")
+        counts = super().import_file(source, column, folder, skip_invalid, options)
+        forms = list(dict.fromkeys(forms))
+        counts["details"]["url_forms"] = forms
+        counts["details"]["settings_sha256"] = hashlib.sha256(",".join(forms).encode()).hexdigest()
+        return counts
+
+
+class UrlMd5Kind(UrlDigestKind):
     name = "url-md5"
     algorithm = "md5"
-    description = "MD5 of URLs normalised the ThreatExchange way (HASH_URL_MD5)"
+    description = "MD5 of URLs (ThreatExchange HASH_URL_MD5 form and canonical form)"
 
 
-class UrlSha1Kind(DigestKind):
+class UrlSha1Kind(UrlDigestKind):
     name = "url-sha1"
     algorithm = "sha1"
-    description = "SHA-1 of URLs in the ThreatExchange normal form"
+    description = "SHA-1 of URLs in the ThreatExchange and canonical forms"
 
 
-class UrlSha256Kind(DigestKind):
+class UrlSha256Kind(UrlDigestKind):
     name = "url-sha256"
     algorithm = "sha256"
-    description = "SHA-256 of URLs in the ThreatExchange normal form"
+    description = "SHA-256 of URLs in the ThreatExchange and canonical forms"
 
 
 class UrlKind(BankKind):
@@ -229,24 +261,31 @@ class BankStore:
         action: str | None = None,
         skip_invalid: bool = False,
         replace: bool = False,
+        options: dict[str, Any] | None = None,
     ) -> BankInfo:
         if not _NAME.match(name):
             raise SafesetError(f"bank name {name!r} must be letters, digits, '_', '.', '-' (max 64)")
         if kind not in KINDS:
             raise SafesetError(f"unknown bank kind {kind!r}; choose from {', '.join(KINDS)}")
         handler = KINDS[kind]
+        options = {k: v for k, v in (options or {}).items() if v is not None}
+        refused = sorted(set(options) - handler.accepted_options)
+        if refused:
+            flags = ", ".join("--" + o.replace("_", "-") for o in refused)
+            raise SafesetError(f"{flags} do(es) not apply to banks of kind {kind!r}")
         chosen = Action(action) if action else handler.default_action
         make_private_dir(self.root)
         final = self.folder(name)
         if final.exists() and not replace:
             raise SafesetError(f"bank {name!r} already exists in {self.root}; pass --replace to re-import it")
-        values = read_list(source, column)
+        if not source.is_file():
+            raise InputError("list file not found", source)
         staging = self.root / f".{name}.importing"
         if staging.exists():
             shutil.rmtree(staging)
         make_private_dir(staging)
         try:
-            counts = handler.import_values(values, staging, source, skip_invalid)
+            counts = handler.import_file(source, column, staging, skip_invalid, options)
             info = BankInfo(
                 name=name,
                 kind=kind,

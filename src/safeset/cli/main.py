@@ -18,6 +18,7 @@ from safeset.errors import SafesetError
 from safeset.io.columns import ColumnOptions
 from safeset.policy.actions import Action, ReleasePolicy
 from safeset.registry import load_plugins
+from safeset.signals.text import STEPS, parse_steps
 
 load_plugins()  # so that --kind help lists every registered kind
 
@@ -64,12 +65,50 @@ def bank_add(
     ] = None,
     skip_invalid: Annotated[bool, typer.Option("--skip-invalid", help="Skip malformed lines, counting them.")] = False,
     replace: Annotated[bool, typer.Option("--replace", help="Re-import over an existing bank.")] = False,
+    match: Annotated[
+        str | None, typer.Option("--match", help="term banks: 'word' (whole words, default) or 'substring'.")
+    ] = None,
+    normalize: Annotated[
+        str | None,
+        typer.Option(
+            "--normalize",
+            help=f"term banks: 'all' (default), 'none', or a comma list of {','.join(STEPS)}.",
+        ),
+    ] = None,
+    near: Annotated[
+        Path | None,
+        typer.Option("--near", help="term banks: flag only when a term of this list is within --within tokens."),
+    ] = None,
+    within: Annotated[
+        int | None, typer.Option("--within", help="term banks: tokens allowed between the two terms.")
+    ] = None,
+    min_score: Annotated[
+        float | None, typer.Option("--min-score", help="term banks: flag when matched terms' weights add up to this.")
+    ] = None,
+    url_forms: Annotated[
+        str | None,
+        typer.Option(
+            "--url-forms", help="url-md5/sha1/sha256 banks: URL forms to hash, comma list (default te,canonical)."
+        ),
+    ] = None,
 ) -> None:
     """Import a list into a bank (with provenance: source digest, import time, entry count)."""
     if action is not None and action not in {a.value for a in Action}:
         raise SafesetError(f"unknown action {action!r}; choose remove, exclude or review")
+    try:
+        steps = parse_steps(normalize) if normalize is not None else None
+    except ValueError as exc:
+        raise SafesetError(str(exc)) from None
+    options = {
+        "match": match,
+        "normalize": steps,
+        "near": near,
+        "within": within,
+        "min_score": min_score,
+        "url_forms": [f.strip() for f in url_forms.split(",") if f.strip()] if url_forms is not None else None,
+    }
     info = BankStore(banks).add(
-        name, kind, file, column=column, action=action, skip_invalid=skip_invalid, replace=replace
+        name, kind, file, column=column, action=action, skip_invalid=skip_invalid, replace=replace, options=options
     )
     skipped = f", {info.skipped_invalid} invalid lines skipped" if info.skipped_invalid else ""
     out.print(f"bank {info.name}: {info.entries} {info.kind} entries ({info.duplicates} duplicates{skipped})")

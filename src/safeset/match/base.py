@@ -29,6 +29,7 @@ class DatasetOffer:
     has_urls: bool
     has_images: bool
     metadata_hashes: list[str] = field(default_factory=list)
+    has_captions: bool = False
 
 
 class Matcher(ABC):

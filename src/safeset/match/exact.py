@@ -59,13 +59,16 @@ class ImageDigestMatcher(Matcher):
 
 @register_matcher
 class UrlDigestMatcher(Matcher):
-    """Hashes of URLs in ThreatExchange's normal form, for lists that arrive already hashed."""
+    """Hashes of URLs, for lists that arrive already hashed: the row's URL is hashed in every normal form the
+    bank names (ThreatExchange `te`, `canonical`; banks imported before forms were recorded: `te`), and the
+    evidence says which form matched."""
 
     kinds = ("url-md5", "url-sha1", "url-sha256")
 
     def __init__(self, info: BankInfo, folder: Path) -> None:
         super().__init__(info, folder)
         self.algorithm = info.kind.removeprefix("url-")
+        self.forms: list[str] = list(info.details.get("url_forms", ["te"]))
         self.digests = DigestSet.load(folder, int(info.details["bitmap_bits"]))
 
     def unusable_reason(self, offer: DatasetOffer, read_images: bool) -> str | None:
@@ -74,15 +77,25 @@ class UrlDigestMatcher(Matcher):
         return f"bank {self.info.name!r} holds URL hashes, but the dataset has no URL column"
 
     def match(self, signals: Signals) -> list[Hits]:
-        pair = signals.url_digest(self.algorithm, "te")
-        if pair is None:
+        matched: np.ndarray | None = None
+        evidence: np.ndarray | None = None
+        for form in self.forms:
+            pair = signals.url_digest(self.algorithm, form)
+            if pair is None:
+                return []
+            digests, valid = pair
+            mask = self.digests.contains(digests, valid)
+            if matched is None:
+                matched, evidence = np.zeros(len(mask), dtype=bool), np.empty(len(mask), dtype=object)
+            new = mask & ~matched  # the first form in the bank's order that matched is reported
+            if new.any():
+                pos = positions_of(new)
+                evidence[pos] = [f"{self.info.kind}:{h} ({form} form)" for h in digests_to_hex(digests[pos])]
+                matched |= new
+        if matched is None or not matched.any():
             return []
-        digests, valid = pair
-        pos = positions_of(self.digests.contains(digests, valid))
-        if not len(pos):
-            return []
-        evidence = [f"{self.info.kind}:{h} (te form)" for h in digests_to_hex(digests[pos])]
-        return [Hits(pos, evidence, self.info.kind)]
+        pos = positions_of(matched)
+        return [Hits(pos, list(evidence[pos]), self.info.kind)]  # type: ignore[index]
 
 
 @register_matcher

@@ -10,6 +10,7 @@ import pyarrow as pa
 from safeset.io.batch import RowBatch
 from safeset.signals.digests import DIGEST_SIZES, hash_blobs, hex_to_digests
 from safeset.signals.images import DEFAULT_MAX_PIXELS, image_problem
+from safeset.signals.text import NormalizedText, TextNormalizer
 from safeset.signals.urls import NORMALIZERS, hosts_array
 
 
@@ -65,6 +66,13 @@ class Signals:
             return digests, valid
 
         return self._memo(f"url_digest:{algorithm}:{normalizer}", compute)  # type: ignore[return-value]
+
+    def captions(self, normalizer: TextNormalizer) -> NormalizedText | None:
+        """Captions normalised with these steps; banks built with the same steps share one computation."""
+        if self.batch.captions is None:
+            return None
+        key = "captions:" + ",".join(normalizer.steps)
+        return self._memo(key, lambda: normalizer.normalize_array(self.batch.captions))  # type: ignore[return-value]
 
     def hosts(self) -> pa.Array | None:
         if self.batch.urls is None:

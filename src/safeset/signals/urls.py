@@ -55,16 +55,105 @@ class UrlNormalizer(ABC):
         return pc.if_else(pa.array(mask), pa.array(replacement, type=pa.string()), out)
 
 
+class _Bytes:
+    """An Arrow string array's bytes in numpy: row i is data[offsets[i]:offsets[i + 1]].
+
+    Byte-level tests are exact for the ASCII characters they look for: in UTF-8 a byte below 0x80 is always
+    a whole character, never part of a multi-byte one.
+    """
+
+    def __init__(self, array: pa.Array) -> None:
+        if array.offset:
+            array = pa.concat_arrays([array])  # a copy that starts at offset 0
+        self.array = array
+        n = len(array)
+        buffers = array.buffers()
+        width = np.int64 if pa.types.is_large_string(array.type) or pa.types.is_large_binary(array.type) else np.int32
+        if n == 0 or buffers[1] is None:
+            self.offsets = np.zeros(n + 1, dtype=np.int64)
+        else:
+            self.offsets = np.frombuffer(buffers[1], dtype=width)[: n + 1].astype(np.int64)
+        base, end = int(self.offsets[0]), int(self.offsets[-1])
+        if buffers[2] is None or end == base:
+            self.data = np.zeros(0, dtype=np.uint8)
+        else:
+            self.data = np.frombuffer(buffers[2], dtype=np.uint8)[base:end]
+        self.offsets -= base
+        self.starts, self.ends = self.offsets[:-1], self.offsets[1:]
+        self.valid = np.asarray(array.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+
+    def rows_of(self, positions: np.ndarray) -> np.ndarray:
+        """Mask of the rows that hold these byte positions."""
+        mask = np.zeros(len(self.valid), dtype=bool)
+        mask[np.searchsorted(self.offsets, positions, side="right") - 1] = True
+        return mask
+
+    def rows_with_byte(self, table: np.ndarray) -> np.ndarray:
+        """Mask of the rows holding a byte for which `table` (256 booleans) is true."""
+        return self.rows_of(np.flatnonzero(table[self.data]))
+
+    def rows_ending_with(self, byte: int) -> np.ndarray:
+        nonempty = self.ends > self.starts
+        return nonempty & (self.data[np.maximum(self.ends - 1, 0)] == byte) if len(self.data) else nonempty & False
+
+    def with_data(self, offsets: np.ndarray, data: np.ndarray) -> pa.Array:
+        """A new array of the same type and nulls with these contents."""
+        width = np.int64 if pa.types.is_large_string(self.array.type) else np.int32
+        return pa.Array.from_buffers(
+            self.array.type,
+            len(self.array),
+            [self.array.buffers()[0], pa.py_buffer(offsets.astype(width)), pa.py_buffer(data)],
+            null_count=self.array.null_count,
+        )
+
+
+def _byte_table(chars: bytes) -> np.ndarray:
+    table = np.zeros(256, dtype=bool)
+    table[list(chars)] = True
+    return table
+
+
+def _has_prefix(text: _Bytes, prefix: bytes) -> np.ndarray:
+    rows = np.flatnonzero(text.valid & (text.ends - text.starts >= len(prefix)))
+    for k, byte in enumerate(prefix):
+        rows = rows[text.data[text.starts[rows] + k] == byte]
+    mask = np.zeros(len(text.valid), dtype=bool)
+    mask[rows] = True
+    return mask
+
+
+def _strip_http_bytes(text: _Bytes) -> tuple[_Bytes, np.ndarray]:
+    """Strip a leading `http://` or `https://` (case-sensitive); returns (stripped, mask of rows that had one)."""
+    strip = np.where(_has_prefix(text, b"https://"), 8, np.where(_has_prefix(text, b"http://"), 7, 0))
+    had_scheme = strip > 0
+    if not had_scheme.any():
+        return text, had_scheme
+    keep = np.ones(len(text.data), dtype=bool)
+    for k in range(8):
+        keep[text.starts[strip > k] + k] = False
+    offsets = text.offsets - np.concatenate([[0], np.cumsum(strip)])
+    return _Bytes(text.with_data(offsets, text.data[keep])), had_scheme
+
+
 def _strip_http_scheme(lowered: pa.Array) -> tuple[pa.Array, np.ndarray]:
     """Strip a leading `http://` or `https://`; returns (stripped, mask of rows that had one)."""
-    is_https = pc.fill_null(pc.starts_with(lowered, "https://"), False)
-    is_http = pc.fill_null(pc.starts_with(lowered, "http://"), False)
-    stripped = pc.if_else(
-        is_https,
-        pc.utf8_slice_codeunits(lowered, 8),
-        pc.if_else(is_http, pc.utf8_slice_codeunits(lowered, 7), lowered),
-    )
-    return stripped, np.asarray(pc.or_(is_https, is_http).to_numpy(zero_copy_only=False), dtype=bool)
+    stripped, had_scheme = _strip_http_bytes(_Bytes(lowered))
+    return stripped.array, had_scheme
+
+
+def _rows_with_substring(text: _Bytes, needle: bytes) -> np.ndarray:
+    """Mask of the rows containing `needle` (ASCII, at least one byte)."""
+    data = text.data
+    found = np.flatnonzero(data[: max(0, len(data) - len(needle) + 1)] == needle[0])
+    for k, byte in enumerate(needle[1:], start=1):
+        found = found[data[found + k] == byte]
+    if len(found):
+        rows = np.searchsorted(text.offsets, found, side="right") - 1
+        found = found[found + len(needle) <= text.ends[rows]]  # the whole needle within one row
+    return text.rows_of(found)
+
+
+_TE_ODD_BYTES = _byte_table(bytes(range(0x21)) + b"#[]")
 
 
 class ThreatExchangeUrl(UrlNormalizer):
@@ -85,13 +174,15 @@ class ThreatExchangeUrl(UrlNormalizer):
         return urlunsplit(parts).replace(f"{parts.scheme}://", "", 1)
 
     def normalize_array(self, urls: pa.Array) -> pa.Array:
-        lowered = pc.utf8_lower(urls)
-        stripped, had_scheme = _strip_http_scheme(lowered)
-        # Rows where urlsplit/geturl would change more than the scheme take the reference path.
-        odd = _flag(lowered, r"[\x00-\x20#\[\]]|\?$")
-        odd |= _literal(stripped, "://")
-        odd |= ~had_scheme & _literal(lowered, ":")
-        return self._scalar_rows(urls, _rows(odd, urls), stripped)
+        lowered = _Bytes(pc.utf8_lower(urls))
+        stripped, had_scheme = _strip_http_bytes(lowered)
+        # Rows where urlsplit/geturl would change more than the scheme take the reference path:
+        # a control character, space, '#', '[' or ']'; a trailing '?'; another '://' after the scheme;
+        # a ':' in a URL without an http(s) scheme.
+        odd = lowered.rows_with_byte(_TE_ODD_BYTES) | lowered.rows_ending_with(ord("?"))
+        odd |= _rows_with_substring(stripped, b"://")
+        odd |= ~had_scheme & lowered.rows_with_byte(_byte_table(b":"))
+        return self._scalar_rows(urls, _rows(odd, urls), stripped.array)
 
 
 def _flag(arr: pa.Array, pattern: str) -> np.ndarray:
@@ -161,6 +252,9 @@ _CANONICAL_ODD = (
 )
 
 
+_HOST_ODD_BYTES = _byte_table(b":@?%")
+
+
 class CanonicalUrl(UrlNormalizer):
     """Canonical form `host[:port]/path[?query]`: IDNA lower-case host without trailing dot, no default
     port, no userinfo or fragment, RFC 3986 dot segments removed, percent-encoding normalised. The scheme is
@@ -188,18 +282,29 @@ class CanonicalUrl(UrlNormalizer):
         return out
 
     def normalize_array(self, urls: pa.Array) -> pa.Array:
-        rest, had_scheme = _strip_http_scheme(urls)
-        # Give every row a path so that splitting on the first "/" always yields host and path.
-        rest = pc.if_else(_as_arrow(_literal(rest, "/")), rest, pc.binary_join_element_wise(rest, "/", ""))
-        parts = pc.split_pattern(rest, "/", max_splits=1)
-        host = pc.utf8_lower(pc.list_element(parts, 0))
-        path = pc.list_element(parts, 1)
-        vector = pc.binary_join_element_wise(host, path, "/")
+        rest, had_scheme = _strip_http_bytes(_Bytes(urls))
+        # host = the bytes before the first "/", lower-cased; a row without "/" gets one appended.
+        data, starts, ends = rest.data, rest.starts, rest.ends
+        slashes = np.flatnonzero(data == ord("/"))
+        first = np.searchsorted(slashes, starts)
+        first_slash = slashes[np.minimum(first, max(len(slashes) - 1, 0))] if len(slashes) else ends
+        has_slash = (first < len(slashes)) & (first_slash < ends) if len(slashes) else np.zeros(len(ends), bool)
+        host_end = np.where(has_slash, first_slash, ends)
+        marks = np.bincount(starts, minlength=len(data) + 1) - np.bincount(host_end, minlength=len(data) + 1)
+        in_host = np.cumsum(marks[: len(data)]) > 0
+        upper = in_host & (data >= ord("A")) & (data <= ord("Z"))
+        vector_data = data | (upper.astype(np.uint8) << 5)  # ASCII lower-case; other rows go the scalar way
+        add_slash = ~has_slash & rest.valid
+        if add_slash.any():
+            vector_data = np.insert(vector_data, ends[add_slash], ord("/"))
+        vector = rest.with_data(rest.offsets + np.concatenate([[0], np.cumsum(add_slash)]), vector_data)
         # The vector path is exact only for plain URLs: printable ASCII that percent-encoding leaves alone,
         # a bare host (no port, userinfo, query, '%' or trailing dot) and no dot segments.
         odd = ~had_scheme
         odd |= _flag(urls, _CANONICAL_ODD)
-        odd |= _flag(host, r"[:@?%]|\.$|^$")
+        odd |= rest.rows_of(np.flatnonzero(in_host & _HOST_ODD_BYTES[data]))
+        odd |= host_end == starts
+        odd |= (host_end > starts) & (data[np.maximum(host_end - 1, 0)] == ord(".")) if len(data) else False
         return self._scalar_rows(urls, _rows(odd, urls), vector)
 
 

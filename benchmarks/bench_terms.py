@@ -1,0 +1,299 @@
+"""Caption screening throughput: captions/s on one core, term matcher vs a `re` alternation and a per-row loop.
+
+    python benchmarks/bench_terms.py [--rows 1000000] [--terms 10000] [--batch-rows 4096] [--baseline-rows 20000]
+
+Writes synthetic LAION-like captions (benign made-up words in Latin, CJK, Cyrillic and Arabic script, caption
+lengths log-normal around LAION's) to a parquet file, builds a 10 k-term bank (made-up words and phrases in
+the same scripts) with all normalisation steps and with none, and times each configuration in its own
+process (one core), reporting captions/s, peak resident memory, and ratios. The `re` alternation is far
+slower, so it runs on the first --baseline-rows captions only; the per-row loop runs on all of them. The
+baselines hold all captions as Python strings, which is most of their peak memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import platform
+import random
+import re
+import resource
+import tempfile
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+# Benign syllables per script, from which made-up words are drawn.
+SYLLABLES = {
+    "latin": [
+        "ka",
+        "lo",
+        "mi",
+        "ra",
+        "te",
+        "su",
+        "no",
+        "bi",
+        "za",
+        "qu",
+        "fre",
+        "plo",
+        "dan",
+        "wen",
+        "tor",
+        "vel",
+        "ish",
+        "ark",
+        "mon",
+        "lee",
+        "sa",
+        "di",
+        "po",
+        "gu",
+    ],
+    "cyrillic": [
+        "ка",
+        "ло",
+        "ми",
+        "ра",
+        "те",
+        "су",
+        "но",
+        "би",
+        "за",
+        "дре",
+        "пло",
+        "дан",
+        "вен",
+        "тор",
+        "вел",
+        "ош",
+        "ар",
+        "мон",
+    ],
+    "arabic": "كا لو مي را تي سو نو بي زا در بل دان ون تور".split(),  # noqa: SIM905
+    "cjk": list("的一是不了人我在有他这中大来上个国到说们为子和你地出道也时年得就那要下以生会自着去之过家学对可"),
+}
+# Terms carry one syllable the captions never use, so they are as rare in captions as real list terms
+# (about 1 % of captions get one planted); without it, short CJK terms would hit a third of CJK captions.
+TERM_MARK = {"latin": "zx", "cyrillic": "жщ", "arabic": "ظغ", "cjk": "龘"}
+# Share of captions per script, roughly LAION-5B's: English/Latin-script majority, then the rest.
+SCRIPT_SHARE = {"latin": 0.70, "cjk": 0.10, "cyrillic": 0.10, "arabic": 0.10}
+
+
+def make_word(rng: random.Random, script: str) -> str:
+    syllables = SYLLABLES[script]
+    count = rng.randint(1, 2) if script == "cjk" else rng.randint(1, 4)
+    return "".join(rng.choice(syllables) for _ in range(count))
+
+
+def make_captions(n: int, terms: list[str], seed: int = 1) -> list[str]:
+    rng = random.Random(seed)
+    vocab = {s: [make_word(rng, s) for _ in range(5000)] for s in SYLLABLES}
+    scripts, weights = list(SCRIPT_SHARE), list(SCRIPT_SHARE.values())
+    # LAION caption lengths: log-normal, median about 45 characters, long tail clipped at 300.
+    lengths = np.clip(np.random.default_rng(seed).lognormal(np.log(45), 0.6, n), 3, 300).astype(int)
+    captions = []
+    for target in lengths.tolist():
+        script = rng.choices(scripts, weights)[0]
+        words: list[str] = []
+        size = 0
+        while size < target:
+            word = rng.choice(vocab[script])
+            if script == "latin" and rng.random() < 0.1:
+                word = word.capitalize()
+            words.append(word)
+            size += len(word) + (script != "cjk")
+        if rng.random() < 0.01:  # about 1 % of captions carry a stand-in term
+            words.insert(rng.randrange(len(words) + 1), rng.choice(terms))
+        captions.append(("" if script == "cjk" else " ").join(words))
+    return captions
+
+
+def make_terms(n: int, seed: int = 2) -> list[str]:
+    rng = random.Random(seed)
+    terms: set[str] = set()
+    scripts, weights = list(SCRIPT_SHARE), list(SCRIPT_SHARE.values())
+    while len(terms) < n:
+        script = rng.choices(scripts, weights)[0]
+        # Longer than the caption vocabulary's words, so that terms are rare, as real list terms are.
+        term = make_word(rng, script) + TERM_MARK[script] + make_word(rng, script)
+        if rng.random() < 0.1 and script != "cjk":
+            term += " " + make_word(rng, script)
+        terms.add(term)
+    return sorted(terms)
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident set (VmHWM: unlike ru_maxrss it is not inherited across exec)."""
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def current_rss_mib() -> float:
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def run_matcher(parquet: str, banks: str, bank: str, batch_rows: int) -> dict[str, Any]:
+    """The scan's own path: Arrow caption batches -> Signals -> TermMatcher.match."""
+    from safeset.banks.store import BankStore
+    from safeset.io.batch import RowBatch
+    from safeset.match.base import MATCHERS
+    from safeset.signals.compute import Signals
+    from safeset.signals.text import char_tables
+
+    store = BankStore(Path(banks))
+    info = store.info(bank)
+    started = time.perf_counter()
+    matcher = MATCHERS[info.kind](info, store.folder(info.name))
+    if info.details["normalization"]:
+        char_tables()
+    setup = time.perf_counter() - started
+    rss_ready = current_rss_mib()
+    seconds, rows, flagged = 0.0, 0, 0
+    for batch in pq.ParquetFile(parquet).iter_batches(batch_size=batch_rows, columns=["TEXT"]):
+        rows_batch = RowBatch("bench", np.arange(rows, rows + batch.num_rows), None, captions=batch.column(0))
+        t0 = time.perf_counter()
+        hits = matcher.match(Signals(rows_batch, []))
+        seconds += time.perf_counter() - t0
+        flagged += sum(len(h.positions) for h in hits)
+        rows += batch.num_rows
+    return {"rows": rows, "seconds": seconds, "flagged": flagged, "setup_s": setup, "rss_ready": rss_ready}
+
+
+def run_re_alternation(parquet: str, terms_file: str, limit: int) -> dict[str, Any]:
+    """Baseline: one compiled alternation of every term with word boundaries, `search` per caption."""
+    terms = Path(terms_file).read_text(encoding="utf-8").split("\n")
+    pattern = re.compile(r"\b(?:" + "|".join(re.escape(t) for t in sorted(filter(None, terms), key=len)[::-1]) + r")\b")
+    captions = pq.read_table(parquet, columns=["TEXT"]).column(0).to_pylist()[:limit]
+    rss_ready = current_rss_mib()
+    t0 = time.perf_counter()
+    flagged = sum(1 for c in captions if c and pattern.search(c))
+    return {"rows": len(captions), "seconds": time.perf_counter() - t0, "flagged": flagged, "rss_ready": rss_ready}
+
+
+def run_row_loop(parquet: str, terms_file: str, limit: int) -> dict[str, Any]:
+    """Baseline: the same Aho–Corasick automaton, called from a Python loop once per caption."""
+    import ahocorasick
+
+    automaton = ahocorasick.Automaton()
+    for i, term in enumerate(t for t in Path(terms_file).read_text(encoding="utf-8").split("\n") if t):
+        automaton.add_word(term, i)
+    automaton.make_automaton()
+    captions = pq.read_table(parquet, columns=["TEXT"]).column(0).to_pylist()[:limit]
+    rss_ready = current_rss_mib()
+    t0 = time.perf_counter()
+    flagged = 0
+    for caption in captions:
+        if caption:
+            for _ in automaton.iter(caption):
+                flagged += 1
+                break
+    return {"rows": len(captions), "seconds": time.perf_counter() - t0, "flagged": flagged, "rss_ready": rss_ready}
+
+
+def _child(target: str, args: tuple[Any, ...], queue: Any) -> None:
+    result = globals()[target](*args)
+    result["peak_rss"] = peak_rss_mib()
+    queue.put(result)
+
+
+def in_own_process(target: str, *args: Any) -> dict[str, Any]:
+    """Each configuration in a fresh process, so its peak memory is its own."""
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    process = context.Process(target=_child, args=(target, args, queue))
+    process.start()
+    result = queue.get()
+    process.join()
+    return result
+
+
+def versions() -> str:
+    names = ("pyarrow", "numpy", "pyahocorasick")
+    return ", ".join(f"{n} {metadata.version(n)}" for n in names)
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--terms", type=int, default=10_000)
+    parser.add_argument("--batch-rows", type=int, default=4096, help="rows per batch, as `safeset scan` reads them")
+    parser.add_argument("--baseline-rows", type=int, default=20_000)
+    args = parser.parse_args()
+
+    from safeset.banks.store import BankStore
+
+    print(f"machine: nproc={os.cpu_count()}, {cpu_model()}; Python {platform.python_version()}; {versions()}")
+    with tempfile.TemporaryDirectory(prefix="bench-terms-") as tmp:
+        root = Path(tmp)
+        t0 = time.perf_counter()
+        terms = make_terms(args.terms)
+        captions = make_captions(args.rows, terms)
+        parquet = root / "captions.parquet"
+        pq.write_table(pa.table({"TEXT": captions}), parquet)
+        chars = sum(len(c) for c in captions)
+        terms_file = root / "terms.txt"
+        terms_file.write_text("\n".join(terms) + "\n", encoding="utf-8")
+        print(
+            f"data: {args.rows:,} captions (mean {chars / args.rows:.0f} chars), {len(terms):,} terms,"
+            f" generated in {time.perf_counter() - t0:.1f} s; batches of {args.batch_rows} rows"
+        )
+        del captions
+        banks = root / "banks"
+        store = BankStore(banks)
+        for name, steps in (("norm-all", None), ("norm-off", ())):
+            t0 = time.perf_counter()
+            store.add(name, "term", terms_file, options={"normalize": steps})
+            print(f"bank {name}: imported {len(terms):,} terms in {time.perf_counter() - t0:.2f} s")
+
+        results = {
+            "Aho–Corasick, all normalisation": in_own_process(
+                "run_matcher", str(parquet), str(banks), "norm-all", args.batch_rows
+            ),
+            "Aho–Corasick, normalisation off": in_own_process(
+                "run_matcher", str(parquet), str(banks), "norm-off", args.batch_rows
+            ),
+            "baseline: re alternation, per caption": in_own_process(
+                "run_re_alternation", str(parquet), str(terms_file), args.baseline_rows
+            ),
+            "baseline: per-row Python loop (same automaton)": in_own_process(
+                "run_row_loop", str(parquet), str(terms_file), args.rows
+            ),
+        }
+    reference = results["Aho–Corasick, normalisation off"]
+    ref_rate = reference["rows"] / reference["seconds"]
+    print(
+        f"\n{'configuration':<48} {'captions':>10} {'seconds':>8} {'captions/s':>12} {'vs AC off':>9} "
+        f"{'flagged':>8} {'peak RSS':>9} {'RSS ready':>9}"
+    )
+    for name, r in results.items():
+        rate = r["rows"] / r["seconds"]
+        print(
+            f"{name:<48} {r['rows']:>10,} {r['seconds']:>8.2f} {rate:>12,.0f} {rate / ref_rate:>8.3f}x "
+            f"{r['flagged']:>8,} {r['peak_rss']:>7.0f}Mi {r['rss_ready']:>7.0f}Mi"
+        )
+
+
+if __name__ == "__main__":
+    main()
