@@ -48,10 +48,10 @@ DEFAULT_MODE = "fast"
 #: The 8 dihedral transforms, in the reference's order.
 DIHEDRAL_NAMES = ("original", "rotate90", "rotate180", "rotate270", "flipx", "flipy", "flipplus1", "flipminus1")
 
-# The reference builds the DCT matrix in double precision and stores it as float32.
+# The reference builds the DCT matrix as float32(float32 scale * double cosine): the product is taken in double.
 _DCT = (
-    np.float32(np.sqrt(2.0 / 64))
-    * np.cos((np.pi / 2.0 / 64) * np.arange(1, 17)[:, None] * (2 * np.arange(64)[None, :] + 1)).astype(np.float32)
+    np.float64(np.float32(np.sqrt(2.0 / 64)))
+    * np.cos((np.pi / 2.0 / 64) * np.arange(1, 17)[:, None] * (2 * np.arange(64)[None, :] + 1))
 ).astype(np.float32)
 _DCT64 = _DCT.astype(np.float64)
 
