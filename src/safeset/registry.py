@@ -8,7 +8,12 @@ from __future__ import annotations
 
 import importlib
 
-PLUGIN_MODULES: tuple[str, ...] = ("safeset.match.exact", "safeset.match.duplicates")
+PLUGIN_MODULES: tuple[str, ...] = (
+    "safeset.match.exact",
+    "safeset.match.duplicates",
+    "safeset.banks.pdq",
+    "safeset.match.pdq",
+)
 
 _loaded = False
 

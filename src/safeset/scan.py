@@ -101,7 +101,9 @@ class ShardScanner:
         for info in self.banks:
             if info.kind not in MATCHERS:
                 raise SafesetError(f"bank {info.name!r} has kind {info.kind!r}, which no matcher handles")
-            self.matchers.append(MATCHERS[info.kind](info, store.folder(info.name)))
+            matcher = MATCHERS[info.kind](info, store.folder(info.name))
+            matcher.configure(config.options)
+            self.matchers.append(matcher)
         unknown = [name for name in config.expanders if name not in EXPANDERS]
         if unknown:
             raise SafesetError(f"unknown expander {', '.join(unknown)}; available: {', '.join(EXPANDERS) or 'none'}")
@@ -144,7 +146,7 @@ class ShardScanner:
         try:
             for batch in self.dataset.iter_batches(shard, self.config.batch_rows, read_images):
                 rows_seen += len(batch)
-                signals = Signals(batch, self.image_digests, self.config.max_pixels)
+                signals = Signals(batch, self.image_digests, self.config.max_pixels, self.config.options)
                 for matcher in self.matchers:
                     for hits in matcher.match(signals):
                         n = len(hits.positions)

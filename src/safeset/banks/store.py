@@ -66,6 +66,12 @@ class BankKind(ABC):
     def import_values(self, values: ListValues, folder: Path, source: Path, skip_invalid: bool) -> dict[str, Any]:
         """Validate and store entries; return counts (`entries`, `skipped_invalid`, `duplicates`, ...)."""
 
+    def import_file(
+        self, source: Path, folder: Path, column: str | None, skip_invalid: bool, options: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Read the list file and import it; kinds whose entries span several columns override this."""
+        return self.import_values(read_list(source, column), folder, source, skip_invalid)
+
     @staticmethod
     def reject_or_skip(values: ListValues, bad: np.ndarray, source: Path, reason: str, skip_invalid: bool) -> int:
         """Refuse a list with invalid lines (naming them), or count them when the user chose to skip."""
@@ -229,6 +235,7 @@ class BankStore:
         action: str | None = None,
         skip_invalid: bool = False,
         replace: bool = False,
+        options: dict[str, Any] | None = None,
     ) -> BankInfo:
         if not _NAME.match(name):
             raise SafesetError(f"bank name {name!r} must be letters, digits, '_', '.', '-' (max 64)")
@@ -240,13 +247,14 @@ class BankStore:
         final = self.folder(name)
         if final.exists() and not replace:
             raise SafesetError(f"bank {name!r} already exists in {self.root}; pass --replace to re-import it")
-        values = read_list(source, column)
+        if not source.is_file():
+            raise InputError("list file not found", source)
         staging = self.root / f".{name}.importing"
         if staging.exists():
             shutil.rmtree(staging)
         make_private_dir(staging)
         try:
-            counts = handler.import_values(values, staging, source, skip_invalid)
+            counts = handler.import_file(source, staging, column, skip_invalid, dict(options or {}))
             info = BankInfo(
                 name=name,
                 kind=kind,
