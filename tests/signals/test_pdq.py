@@ -55,13 +55,16 @@ def test_bundled_reference_data_is_present() -> None:
 
 def _pixel_arrays() -> list[tuple[str, np.ndarray]]:
     images = [(p.name, np.asarray(Image.open(p).convert("RGB"))) for p in sorted(PHOTOS.glob("*.jpg"))]
-    images += [(p.name, np.asarray(Image.open(p).convert("RGB"))) for p, _ in reference_rows("cpp-cli-local.csv")]
+    bundled = sorted(p for p in (BUNDLED / "data").rglob("*") if p.suffix in (".jpg", ".png"))
+    images += [(p.name, np.asarray(Image.open(p).convert("RGB"))) for p in bundled]
     arrays = []
     for name, rgb in images:
         # Odd sizes exercise every branch of the box filter's edge handling and the decimation.
         arrays += [(name, rgb), (f"{name}[::2,::3]", rgb[::2, ::3]), (f"{name} cropped", rgb[5:-3, 7:])]
     rng = np.random.default_rng(5)
-    arrays += [(f"noise {h}x{w}", rng.integers(0, 256, (h, w, 3), dtype=np.uint8)) for h, w in ((5, 9), (64, 64), (65, 130))]
+    arrays += [
+        (f"noise {h}x{w}", rng.integers(0, 256, (h, w, 3), dtype=np.uint8)) for h, w in ((5, 9), (64, 64), (65, 130))
+    ]
     arrays.append(("flat", np.full((40, 50, 3), 128, dtype=np.uint8)))
     return arrays
 

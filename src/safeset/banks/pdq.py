@@ -88,7 +88,7 @@ class PdqKind(BankKind):
         hash_field, quality_field = _fields(values.values)
         if len(values.values):
             first = hash_field[0].as_py() or ""
-            digests, ok = hex_to_digests(pa.array([first]), 32)
+            _, ok = hex_to_digests(pa.array([first]), 32)
             if not ok[0]:
                 # A header row: remember which field holds the quality, and drop the row.
                 names = [f.strip().lower() for f in _split(values.values[:1])[0].as_py()]
@@ -99,7 +99,9 @@ class PdqKind(BankKind):
                     quality_field = None
                 else:
                     lists = _split(values.values).to_pylist()
-                    quality_field = pa.array([f[quality_index] if len(f) > quality_index else None for f in lists], pa.string())
+                    quality_field = pa.array(
+                        [f[quality_index] if len(f) > quality_index else None for f in lists], pa.string()
+                    )
         return self._store(ListValues(hash_field, values.lines), quality_field, folder, source, skip_invalid, options)
 
     def _store(

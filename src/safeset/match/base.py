@@ -40,6 +40,7 @@ class Matcher(ABC):
 
     def configure(self, options: dict[str, Any]) -> None:
         """Detector settings of the scan (`ScanConfig.options`); most matchers have none."""
+        return None
 
     @property
     def image_digests(self) -> list[str]:

@@ -43,9 +43,16 @@ class DuplicateExpander(Expander):
             return out.table()
         # Strongest action and one representative finding per seed row.
         seed_action: dict[tuple[str, int], tuple[Action, str, str]] = {}
+        opted_out = {
+            (shard, row)
+            for shard, row, action in zip(*(seeds[c].to_pylist() for c in ("shard", "row", "action")), strict=True)
+            if Action(action) == Action.EXCLUDE
+        }
         for shard, row, key, action, bank in zip(
             *(seeds[c].to_pylist() for c in ("shard", "row", "key", "action", "bank")), strict=True
         ):
+            if Action(action) == Action.EXCLUDE:
+                continue  # an opt-out covers a site's rows, not the picture wherever it appears
             current = seed_action.get((shard, row))
             if current is None or ACTION_RANK[Action(action)] > ACTION_RANK[current[0]]:
                 seed_action[(shard, row)] = (Action(action), key, bank)
@@ -62,7 +69,7 @@ class DuplicateExpander(Expander):
                 if digest is not None and digest not in by_md5:
                     action, key, bank = mine[row]
                     by_md5[digest] = (key, action, bank)
-        flagged = set(seed_action)
+        flagged = set(seed_action) | opted_out
         if by_md5:
             self._propagate_md5(context, signals, by_md5, flagged, out)
         if self.pdq:

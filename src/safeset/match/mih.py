@@ -105,6 +105,8 @@ class MultiIndexHash:
         hashes = np.ascontiguousarray(hashes, dtype=np.uint8).reshape(-1, HASH_BYTES)
         m = choose_chunks(len(hashes), radius) if chunks is None else chunks
         layout = chunk_layout(m) if m else []
+        if any(width > MAX_CHUNK_BITS for _, width in layout):
+            raise ValueError(f"{m} chunks of {256 // m}+ bits exceed the {MAX_CHUNK_BITS}-bit table limit")
         orders, offsets = [], []
         for start, width in layout:
             values = chunk_values(hashes, start, width)

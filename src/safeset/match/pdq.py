@@ -109,9 +109,7 @@ def _image_pdq(signals: Signals) -> pa.Array:
     if hashes is None:
         return pa.nulls(len(signals.batch), pa.binary(32))
     usable = hashes.valid & (hashes.quality >= MIN_PROPAGATION_QUALITY)
-    return pa.array(
-        [bytes(h) if ok else None for h, ok in zip(hashes.hashes, usable, strict=True)], type=pa.binary(32)
-    )
+    return pa.array([bytes(h) if ok else None for h, ok in zip(hashes.hashes, usable, strict=True)], type=pa.binary(32))
 
 
 register_row_signal("image_pdq", pa.binary(32), _image_pdq)

@@ -490,5 +490,3 @@ def popcount_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def hex_to_hashes(values: list[str]) -> np.ndarray:
     return np.array([np.frombuffer(bytes.fromhex(v), np.uint8) for v in values], dtype=np.uint8).reshape(-1, 32)
-
-
