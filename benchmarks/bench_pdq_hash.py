@@ -77,7 +77,8 @@ def main() -> None:
         gap = pdq.popcount_distance(exact_hashes, fast_hashes)
         print(
             f"| {side} | {len(blobs)} | {peer_rate:.0f} | {exact_rate:.0f} | {fast_rate:.0f}"
-            f" | {exact_rate / peer_rate:.1f}x | {fast_rate / peer_rate:.1f}x | {same.mean():.0%} | {gap.mean():.2f} / {gap.max()} |"
+            f" | {exact_rate / peer_rate:.1f}x | {fast_rate / peer_rate:.1f}x | {same.mean():.0%}"
+            f" | {gap.mean():.2f} / {gap.max()} |"
         )
     # The core alone, on the same decoded pixels: wrapping the C++ core versus the vectorised numpy core.
     arrays = [np.asarray(web_sized(p, 480)) for p in photos] * 8
