@@ -29,7 +29,6 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -324,6 +323,7 @@ def to_rgb(image: Image.Image) -> Image.Image:
     1-bit expanded). Passing raw CMYK or palette indices to the core is the classic mistake: 36 to 256 bits off.
 
     Alpha is dropped, not composited: the reference's Python hasher does the same, and banks are built with it.
+    EXIF orientation is not applied, as in the reference tools; dihedral queries cover rotated copies.
     """
     return image if image.mode == "RGB" else image.convert("RGB")
 
@@ -479,14 +479,6 @@ def hash_images(
     return out
 
 
-def hash_file(path: Path, mode: str = DEFAULT_MODE, dihedral: bool = False) -> PdqHashes:
-    return hash_images([path.read_bytes()], mode, dihedral=dihedral)
-
-
 def popcount_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Hamming distances between (..., 32) uint8 hashes, broadcasting."""
     return np.bitwise_count(np.bitwise_xor(a, b)).sum(axis=-1, dtype=np.int64)
-
-
-def hex_to_hashes(values: list[str]) -> np.ndarray:
-    return np.array([np.frombuffer(bytes.fromhex(v), np.uint8) for v in values], dtype=np.uint8).reshape(-1, 32)
