@@ -14,6 +14,8 @@ PLUGIN_MODULES: tuple[str, ...] = (
     "safeset.match.prefix",
     "safeset.match.terms",
     "safeset.match.neighbors",
+    "safeset.banks.pdq",
+    "safeset.match.pdq",
 )
 
 _loaded = False

@@ -117,8 +117,8 @@ class ShardScanner:
         if absent:
             raise SafesetError(f"a rule names bank {', '.join(absent)}, which is not in {config.banks_dir}")
         self.rule_banks = [store.info(name) for name in rule_only]
-        self.matchers: list[Matcher] = [self._matcher(info, store) for info in self.banks]
-        self.rule_matchers: list[Matcher] = [self._matcher(info, store) for info in self.rule_banks]
+        self.matchers: list[Matcher] = [self._matcher(info, store, config.options) for info in self.banks]
+        self.rule_matchers: list[Matcher] = [self._matcher(info, store, config.options) for info in self.rule_banks]
         check_rule_detectors(self.rules, set(MATCHERS) | set(TRIAGE_DETECTORS))
         unknown = [name for name in config.expanders if name not in EXPANDERS]
         if unknown:
@@ -131,10 +131,12 @@ class ShardScanner:
         self._embeddings: EmbeddingSource | None = None
 
     @staticmethod
-    def _matcher(info: BankInfo, store: BankStore) -> Matcher:
+    def _matcher(info: BankInfo, store: BankStore, options: dict[str, Any]) -> Matcher:
         if info.kind not in MATCHERS:
             raise SafesetError(f"bank {info.name!r} has kind {info.kind!r}, which no matcher handles")
-        return MATCHERS[info.kind](info, store.folder(info.name))
+        matcher = MATCHERS[info.kind](info, store.folder(info.name))
+        matcher.configure(options)
+        return matcher
 
     @property
     def all_banks(self) -> list[BankInfo]:
@@ -201,7 +203,7 @@ class ShardScanner:
                 rows_seen += len(batch)
                 if vectors is not None:
                     batch.embeddings, batch.embedding_valid = vectors.take(batch.rows)
-                signals = Signals(batch, self.image_digests, self.config.max_pixels)
+                signals = Signals(batch, self.image_digests, self.config.max_pixels, self.config.options)
                 masks: dict[str, np.ndarray] = {}  # what each bank and detector hit, for rules
                 for matcher in (*self.matchers, *self.rule_matchers):
                     reported = matcher in self.matchers

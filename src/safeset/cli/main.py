@@ -91,6 +91,12 @@ def bank_add(
             "--url-forms", help="url-md5/sha1/sha256 banks: URL forms to hash, comma list (default te,canonical)."
         ),
     ] = None,
+    min_quality: Annotated[
+        int | None,
+        typer.Option(
+            "--min-quality", min=0, max=100, help="pdq banks: drop hashes whose stated quality is below this (50)."
+        ),
+    ] = None,
 ) -> None:
     """Import a list into a bank (with provenance: source digest, import time, entry count)."""
     if action is not None and action not in {a.value for a in Action}:
@@ -106,12 +112,21 @@ def bank_add(
         "within": within,
         "min_score": min_score,
         "url_forms": [f.strip() for f in url_forms.split(",") if f.strip()] if url_forms is not None else None,
+        "min_quality": min_quality,
     }
     info = BankStore(banks).add(
         name, kind, file, column=column, action=action, skip_invalid=skip_invalid, replace=replace, options=options
     )
     skipped = f", {info.skipped_invalid} invalid lines skipped" if info.skipped_invalid else ""
     out.print(f"bank {info.name}: {info.entries} {info.kind} entries ({info.duplicates} duplicates{skipped})")
+    details = info.details
+    if "dropped_low_quality" in details:
+        out.print(
+            f"  {details['dropped_low_quality']} hashes below quality {details['min_quality']} dropped,"
+            f" {details['quality_unknown']} without a quality kept,"
+            f" {details['not_128_bits']} without exactly 128 bits set (kept; a reference PDQ hash has 128)",
+            highlight=False,
+        )
 
 
 @bank_app.command("list")
@@ -232,8 +247,26 @@ def scan(
     triage_action: Annotated[
         str, typer.Option("--triage-action", help="Action for score, model, concept and rule findings.")
     ] = "review",
+    pdq_radius: Annotated[
+        int, typer.Option("--pdq-radius", min=0, max=128, help="PDQ match radius in bits (pdq banks, duplicates).")
+    ] = 31,
+    pdq_mode: Annotated[str, typer.Option("--pdq-mode", help="PDQ pixel pipeline: fast or exact.")] = "fast",
+    pdq_dihedral: Annotated[
+        bool, typer.Option("--pdq-dihedral/--no-pdq-dihedral", help="Also query the 8 rotations/flips.")
+    ] = True,
+    pdq_unletterbox: Annotated[
+        bool, typer.Option("--pdq-unletterbox/--no-pdq-unletterbox", help="Also query with uniform borders trimmed.")
+    ] = True,
+    duplicate_pdq: Annotated[
+        bool,
+        typer.Option("--duplicate-pdq/--no-duplicate-pdq", help="'duplicate' expander: also copies by PDQ radius."),
+    ] = True,
 ) -> None:
     """Match a dataset against banks; write findings.parquet and summary.json to --out."""
+    from safeset.signals.pdq import MODES
+
+    if pdq_mode not in MODES:
+        raise SafesetError(f"unknown --pdq-mode {pdq_mode!r}; choose {' or '.join(MODES)}")
     from safeset.scan import ScanConfig, run_scan
 
     for given in (neighbor_action, triage_action):
@@ -287,7 +320,16 @@ def scan(
         batch_rows=batch_rows,
         max_pixels=max_pixels,
         expanders=expanders,
-        options=options,
+        options={
+            **options,
+            **_non_default_options(
+                pdq_radius=pdq_radius,
+                pdq_mode=pdq_mode,
+                pdq_dihedral=pdq_dihedral,
+                pdq_unletterbox=pdq_unletterbox,
+                duplicate_pdq=duplicate_pdq,
+            ),
+        },
     )
     with _progress() as progress:
         task = progress.add_task("scanning shards", total=None)
@@ -344,6 +386,58 @@ def clean(
     table.add_row(*(str(manifest[k]) for k in ("rows_in", "rows_kept", "rows_removed", "rows_errored")))
     out.print(table)
     out.print(f"release: {release}   (removed keys: {run_dir / 'removed.parquet'}, private)")
+
+
+@app.command("hash")
+def hash_files(
+    files: Annotated[list[Path], typer.Argument(help="Image files.")],
+    mode: Annotated[str, typer.Option("--mode", help="fast or exact (the reference tool's pipeline).")] = "fast",
+    dihedral: Annotated[
+        bool, typer.Option("--dihedral", help="Add the 8 rotation/flip hashes (original, rotate90, ... flipminus1).")
+    ] = False,
+) -> None:
+    """Print `path, md5, pdq (64 hex), quality` per file, tab-separated: the tool for building PDQ banks.
+
+    An unreadable file gets an error line on stderr naming it; the others are still hashed; exit status 1.
+    """
+    import hashlib
+
+    from safeset.signals.pdq import MODES, hash_images
+
+    if mode not in MODES:
+        console.print(f"[bold red]error:[/] unknown --mode {mode!r}; choose {' or '.join(MODES)}", highlight=False)
+        raise typer.Exit(2)
+    failed = 0
+    for path in files:
+        try:
+            blob = path.read_bytes()
+        except OSError as exc:
+            console.print(
+                f"[bold red]error:[/] {path}: cannot read: {exc.strerror or exc}", highlight=False, soft_wrap=True
+            )
+            failed += 1
+            continue
+        result = hash_images([blob], mode, dihedral=dihedral)
+        if not result.valid[0]:
+            console.print(f"[bold red]error:[/] {path}: {result.errors[0]}", highlight=False, soft_wrap=True)
+            failed += 1
+            continue
+        fields = [str(path), hashlib.md5(blob).hexdigest(), result.hex(0), str(int(result.quality[0]))]
+        if dihedral and result.dihedral is not None:
+            fields += [bytes(h).hex() for h in result.dihedral[0]]
+        sys.stdout.write("\t".join(fields) + "\n")
+    sys.stdout.flush()
+    if failed:
+        raise typer.Exit(1)
+
+
+def _non_default_options(**chosen: Any) -> dict[str, Any]:
+    """Detector options that differ from their defaults: a run started here and resumed through the Python
+    API (or the reverse) with the same effective settings then has the same fingerprint."""
+    from safeset.match.pdq import PDQ_OPTIONS
+
+    defaults = {**PDQ_OPTIONS, "duplicate_pdq": True}
+    return {name: value for name, value in chosen.items() if value != defaults[name]}
 
 
 def _progress() -> Progress:
