@@ -19,7 +19,7 @@ def scan(dataset: Path, banks: Path, run_dir: Path, **options: Any) -> dict[str,
     columns = options.pop("columns", ColumnOptions())
     processes = options.pop("processes", 1)
     resume = options.pop("resume", False)
-    names = tuple(b.name for b in BankStore(banks).list())
+    names = options.pop("bank_names", None) or tuple(b.name for b in BankStore(banks).list())
     config = ScanConfig(
         dataset=str(dataset),
         input_format=options.pop("input_format", "auto"),

@@ -13,6 +13,9 @@ PLUGIN_MODULES: tuple[str, ...] = (
     "safeset.match.duplicates",
     "safeset.match.prefix",
     "safeset.match.terms",
+    "safeset.match.neighbors",
+    "safeset.banks.pdq",
+    "safeset.match.pdq",
 )
 
 _loaded = False

@@ -18,7 +18,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -32,17 +32,19 @@ from safeset import __version__
 from safeset.banks.store import BankInfo, BankStore
 from safeset.errors import InputError, SafesetError
 from safeset.findings import ERRORS_SCHEMA, FINDINGS_SCHEMA, TableBuilder
-from safeset.fsutil import make_private_dir, write_json, write_parquet
+from safeset.fsutil import make_private_dir, sha256_file, write_json, write_parquet
 from safeset.io.base import DatasetFormat, ShardRef
 from safeset.io.columns import ColumnOptions
 from safeset.io.detect import open_dataset
-from safeset.match.base import MATCHERS, DatasetOffer, Matcher
+from safeset.io.embeddings import EmbeddingSource, open_embeddings
+from safeset.match.base import MATCHERS, DatasetOffer, Hits, Matcher
 from safeset.match.expand import EXPANDERS, ROW_SIGNALS, Expander, ExpansionContext
 from safeset.policy.actions import ACTION_RANK, Action
 from safeset.registry import load_plugins
 from safeset.signals.compute import Signals
 from safeset.signals.images import DEFAULT_MAX_PIXELS
 from safeset.signals.urls import host_of, registrable_domain
+from safeset.triage import TRIAGE_DETECTORS, build_detectors, check_rule_detectors
 
 
 @dataclass(frozen=True)
@@ -59,8 +61,13 @@ class ScanConfig:
     options: dict[str, Any] = field(default_factory=dict)  # detector settings (thresholds, paths)
 
     def fingerprint(self, banks: list[BankInfo]) -> dict[str, Any]:
-        """What must be equal for a resumed run to produce the same findings."""
-        return {
+        """What must be equal for a resumed run to produce the same findings (files named by options included)."""
+        files = {
+            key: sha256_file(Path(value))
+            for key, value in sorted(self.options.items())
+            if key.endswith("_file") and value and Path(value).is_file()
+        }
+        fingerprint = {
             "dataset": str(Path(self.dataset).resolve()),
             "input_format": self.input_format,
             "columns": asdict(self.columns),
@@ -69,7 +76,9 @@ class ScanConfig:
             "banks": sorted(b.name + "=" + b.digest() for b in banks),
             "expanders": sorted(self.expanders),
             "options": {k: str(v) for k, v in sorted(self.options.items())},
+            "option_files": files,
         }
+        return json.loads(json.dumps(fingerprint))  # as run.json stores it: tuples become lists
 
 
 @dataclass
@@ -94,20 +103,53 @@ class ShardScanner:
     def __init__(self, config: ScanConfig) -> None:
         load_plugins()
         self.config = config
-        self.dataset: DatasetFormat = open_dataset(Path(config.dataset), config.input_format, config.columns)
+        self.detectors, self.rules = build_detectors(config.options)
+        # Score columns the detectors and rules compare are read with the batch (refused up front if absent).
+        wanted = {c for d in (*self.detectors, *self.rules) for c in d.columns}
+        columns = replace(config.columns, extra_cols=tuple(sorted(set(config.columns.extra_cols) | wanted)))
+        self.dataset: DatasetFormat = open_dataset(Path(config.dataset), config.input_format, columns)
         store = BankStore(Path(config.banks_dir))
         self.banks = [store.info(name) for name in config.bank_names]
-        self.matchers: list[Matcher] = []
-        for info in self.banks:
-            if info.kind not in MATCHERS:
-                raise SafesetError(f"bank {info.name!r} has kind {info.kind!r}, which no matcher handles")
-            self.matchers.append(MATCHERS[info.kind](info, store.folder(info.name)))
+        # Banks a rule names but the scan does not report on: their hits feed rules only.
+        existing = {info.name for info in store.list()}
+        rule_only = sorted({b for r in self.rules for b in r.banks} - set(config.bank_names))
+        absent = [name for name in rule_only if name not in existing]
+        if absent:
+            raise SafesetError(f"a rule names bank {', '.join(absent)}, which is not in {config.banks_dir}")
+        self.rule_banks = [store.info(name) for name in rule_only]
+        self.matchers: list[Matcher] = [self._matcher(info, store, config.options) for info in self.banks]
+        self.rule_matchers: list[Matcher] = [self._matcher(info, store, config.options) for info in self.rule_banks]
+        check_rule_detectors(self.rules, set(MATCHERS) | set(TRIAGE_DETECTORS))
         unknown = [name for name in config.expanders if name not in EXPANDERS]
         if unknown:
             raise SafesetError(f"unknown expander {', '.join(unknown)}; available: {', '.join(EXPANDERS) or 'none'}")
         self.expanders: list[Expander] = [EXPANDERS[name](config.options) for name in config.expanders]
         self.row_signals = sorted({name for e in self.expanders for name in e.row_signals})
-        self.image_digests = sorted({a for m in self.matchers for a in m.image_digests})
+        self.image_digests = sorted({a for m in (*self.matchers, *self.rule_matchers) for a in m.image_digests})
+        self.batch_embeddings = any(d.needs_embeddings for d in self.detectors)
+        self.needs_embeddings = self.batch_embeddings or any(e.needs_embeddings for e in self.expanders)
+        self._embeddings: EmbeddingSource | None = None
+
+    @staticmethod
+    def _matcher(info: BankInfo, store: BankStore, options: dict[str, Any]) -> Matcher:
+        if info.kind not in MATCHERS:
+            raise SafesetError(f"bank {info.name!r} has kind {info.kind!r}, which no matcher handles")
+        matcher = MATCHERS[info.kind](info, store.folder(info.name))
+        matcher.configure(options)
+        return matcher
+
+    @property
+    def all_banks(self) -> list[BankInfo]:
+        """Every bank whose content decides findings: reported ones and those feeding rules."""
+        return self.banks + self.rule_banks
+
+    def embedding_source(self) -> EmbeddingSource:
+        if self._embeddings is None:
+            options = self.config.options
+            self._embeddings = open_embeddings(
+                self.dataset, options.get("embeddings"), options.get("embedding_col"), options.get("embedding_member")
+            )
+        return self._embeddings
 
     def check(self) -> dict[str, Any]:
         """Refuse up front when a bank cannot be matched against this dataset."""
@@ -118,7 +160,8 @@ class ShardScanner:
             metadata_hashes=list(offer_raw.get("metadata_hashes", [])),  # type: ignore[arg-type]
             has_captions=bool(offer_raw.get("has_captions")),
         )
-        problems = [r for m in self.matchers if (r := m.unusable_reason(offer, self.read_images(offer)))]
+        matchers = (*self.matchers, *self.rule_matchers)
+        problems = [r for m in matchers if (r := m.unusable_reason(offer, self.read_images(offer)))]
         problems += [
             f"expander {e.name!r} needs image bytes, which this scan does not read"
             for e in self.expanders
@@ -126,7 +169,19 @@ class ShardScanner:
         ]
         if problems:
             raise SafesetError("; ".join(problems))
-        return {"format": self.dataset.name, "offer": asdict(offer), "read_images": self.read_images(offer)}
+        checked: dict[str, Any] = {
+            "format": self.dataset.name,
+            "offer": asdict(offer),
+            "read_images": self.read_images(offer),
+        }
+        if self.needs_embeddings:
+            # Headers only: every shard's vectors must line up with its metadata before any work starts.
+            source = self.embedding_source()
+            dim = source.check(self.dataset.shards())
+            for detector in self.detectors:
+                detector.prepare(dim)
+            checked["embeddings"] = {"source": source.description, "dim": dim or None}
+        return checked
 
     def read_images(self, offer: DatasetOffer | None = None) -> bool:
         if self.config.metadata_only:
@@ -143,22 +198,27 @@ class ShardScanner:
         kept_signals: list[pa.RecordBatch] = []
         rows_seen = 0
         try:
+            vectors = self.embedding_source().for_shard(shard) if self.batch_embeddings else None
             for batch in self.dataset.iter_batches(shard, self.config.batch_rows, read_images):
                 rows_seen += len(batch)
-                signals = Signals(batch, self.image_digests, self.config.max_pixels)
-                for matcher in self.matchers:
+                if vectors is not None:
+                    batch.embeddings, batch.embedding_valid = vectors.take(batch.rows)
+                signals = Signals(batch, self.image_digests, self.config.max_pixels, self.config.options)
+                masks: dict[str, np.ndarray] = {}  # what each bank and detector hit, for rules
+                for matcher in (*self.matchers, *self.rule_matchers):
+                    reported = matcher in self.matchers
                     for hits in matcher.match(signals):
-                        n = len(hits.positions)
-                        findings.extend(
-                            key=batch.keys_at(hits.positions),
-                            shard=[shard.id] * n,
-                            row=batch.rows[hits.positions].tolist(),
-                            detector=[hits.detector] * n,
-                            bank=[matcher.info.name] * n,
-                            evidence=hits.evidence,
-                            action=[matcher.info.action] * n,
-                            domain=_registrable_domains(batch.urls, hits.positions),
-                        )
+                        _mark(masks, len(batch), hits, f"bank:{matcher.info.name}")
+                        if reported:
+                            _record(findings, batch, hits, matcher.info.name, matcher.info.action)
+                for detector in self.detectors:
+                    for hits in detector.detect(signals):
+                        _mark(masks, len(batch), hits)
+                        _record(findings, batch, hits, detector.label, detector.action.value)
+                for rule in self.rules:
+                    for hits in rule.evaluate(signals, masks):
+                        _mark(masks, len(batch), hits, f"rule:{rule.label}")
+                        _record(findings, batch, hits, rule.label, rule.action.value)
                 if read_images or batch.read_errors is not None:
                     problems = signals.image_errors()
                     bad = np.flatnonzero(np.array([p is not None for p in problems], dtype=bool))
@@ -204,6 +264,27 @@ class ShardScanner:
         columns = [pa.array(batch.rows, type=pa.int64()), pa.array(batch.keys_at(np.arange(len(batch))))]
         columns += [ROW_SIGNALS[name][1](signals) for name in self.row_signals]
         return pa.RecordBatch.from_arrays(columns, schema=self._row_signal_schema())
+
+
+def _record(findings: TableBuilder, batch: Any, hits: Hits, bank: str, action: str) -> None:
+    n = len(hits.positions)
+    findings.extend(
+        key=batch.keys_at(hits.positions),
+        shard=[batch.shard] * n,
+        row=batch.rows[hits.positions].tolist(),
+        detector=[hits.detector] * n,
+        bank=[bank] * n,
+        evidence=hits.evidence,
+        action=[action] * n,
+        domain=_registrable_domains(batch.urls, hits.positions),
+    )
+
+
+def _mark(masks: dict[str, np.ndarray], n: int, hits: Hits, *references: str) -> None:
+    """Note which rows a bank or detector hit, under `detector:NAME` and any further references."""
+    for reference in (f"detector:{hits.detector}", *references):
+        mask = masks.setdefault(reference, np.zeros(n, dtype=bool))
+        mask[hits.positions] = True
 
 
 def _count_rows(result: ShardResult, findings: pa.Table, errors: pa.Table) -> None:
@@ -261,7 +342,7 @@ def run_scan(
     scanner = ShardScanner(config)
     checked = scanner.check()
     read_images = bool(checked["read_images"])
-    fingerprint = config.fingerprint(scanner.banks)
+    fingerprint = config.fingerprint(scanner.all_banks)
     run_json = run_dir / "run.json"
     if run_json.exists():
         if not resume:

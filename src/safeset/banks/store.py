@@ -62,9 +62,9 @@ class ImportResult:
 class BankKind(ABC):
     """One kind of list: how to import it from a file and how to store it."""
 
-    name: ClassVar[str]
+    name: str
     default_action: ClassVar[Action] = Action.REMOVE
-    description: ClassVar[str] = ""
+    description: str = ""
     #: Kind-specific `bank add` options this kind accepts (e.g. `match` for terms); others are refused.
     accepted_options: ClassVar[frozenset[str]] = frozenset()
 
@@ -89,9 +89,12 @@ class BankKind(ABC):
 
 
 class DigestKind(BankKind):
-    """Cryptographic hashes of image bytes (or of normalised URLs), as hex."""
+    """Cryptographic hashes of image bytes (or of normalised URLs), as hex; one instance per kind."""
 
-    algorithm: ClassVar[str]
+    def __init__(self, name: str, algorithm: str, description: str) -> None:
+        self.name = name
+        self.algorithm = algorithm
+        self.description = description
 
     def import_values(self, values: ListValues, folder: Path, source: Path, skip_invalid: bool) -> dict[str, Any]:
         digests, valid = hex_to_digests(values.values, DIGEST_SIZES[self.algorithm])
@@ -104,24 +107,6 @@ class DigestKind(BankKind):
             "duplicates": int(valid.sum()) - len(dset),
             "details": {"bitmap_bits": dset.bits, "algorithm": self.algorithm},
         }
-
-
-class Md5Kind(DigestKind):
-    name = "md5"
-    algorithm = "md5"
-    description = "MD5 of image bytes (hex per line, or a CSV column)"
-
-
-class Sha1Kind(DigestKind):
-    name = "sha1"
-    algorithm = "sha1"
-    description = "SHA-1 of image bytes"
-
-
-class Sha256Kind(DigestKind):
-    name = "sha256"
-    algorithm = "sha256"
-    description = "SHA-256 of image bytes"
 
 
 class UrlDigestKind(DigestKind):
@@ -142,24 +127,6 @@ class UrlDigestKind(DigestKind):
         counts["details"]["url_forms"] = forms
         counts["details"]["settings_sha256"] = hashlib.sha256(",".join(forms).encode()).hexdigest()
         return counts
-
-
-class UrlMd5Kind(UrlDigestKind):
-    name = "url-md5"
-    algorithm = "md5"
-    description = "MD5 of URLs (ThreatExchange HASH_URL_MD5 form and canonical form)"
-
-
-class UrlSha1Kind(UrlDigestKind):
-    name = "url-sha1"
-    algorithm = "sha1"
-    description = "SHA-1 of URLs in the ThreatExchange and canonical forms"
-
-
-class UrlSha256Kind(UrlDigestKind):
-    name = "url-sha256"
-    algorithm = "sha256"
-    description = "SHA-256 of URLs in the ThreatExchange and canonical forms"
 
 
 class UrlKind(BankKind):
@@ -222,13 +189,13 @@ class ExcludeDomainKind(DomainKind):
 KINDS: dict[str, BankKind] = {
     k.name: k
     for k in (
-        Md5Kind(),
-        Sha1Kind(),
-        Sha256Kind(),
+        DigestKind("md5", "md5", "MD5 of image bytes (hex per line, or a CSV column)"),
+        DigestKind("sha1", "sha1", "SHA-1 of image bytes"),
+        DigestKind("sha256", "sha256", "SHA-256 of image bytes"),
         UrlKind(),
-        UrlMd5Kind(),
-        UrlSha1Kind(),
-        UrlSha256Kind(),
+        UrlDigestKind("url-md5", "md5", "MD5 of URLs (ThreatExchange HASH_URL_MD5 form and canonical form)"),
+        UrlDigestKind("url-sha1", "sha1", "SHA-1 of URLs in the ThreatExchange and canonical forms"),
+        UrlDigestKind("url-sha256", "sha256", "SHA-256 of URLs in the ThreatExchange and canonical forms"),
         DomainKind(),
         ExcludeDomainKind(),
         ExcludeUrlKind(),

@@ -91,6 +91,12 @@ def bank_add(
             "--url-forms", help="url-md5/sha1/sha256 banks: URL forms to hash, comma list (default te,canonical)."
         ),
     ] = None,
+    min_quality: Annotated[
+        int | None,
+        typer.Option(
+            "--min-quality", min=0, max=100, help="pdq banks: drop hashes whose stated quality is below this (50)."
+        ),
+    ] = None,
 ) -> None:
     """Import a list into a bank (with provenance: source digest, import time, entry count)."""
     if action is not None and action not in {a.value for a in Action}:
@@ -106,12 +112,21 @@ def bank_add(
         "within": within,
         "min_score": min_score,
         "url_forms": [f.strip() for f in url_forms.split(",") if f.strip()] if url_forms is not None else None,
+        "min_quality": min_quality,
     }
     info = BankStore(banks).add(
         name, kind, file, column=column, action=action, skip_invalid=skip_invalid, replace=replace, options=options
     )
     skipped = f", {info.skipped_invalid} invalid lines skipped" if info.skipped_invalid else ""
     out.print(f"bank {info.name}: {info.entries} {info.kind} entries ({info.duplicates} duplicates{skipped})")
+    details = info.details
+    if "dropped_low_quality" in details:
+        out.print(
+            f"  {details['dropped_low_quality']} hashes below quality {details['min_quality']} dropped,"
+            f" {details['quality_unknown']} without a quality kept,"
+            f" {details['not_128_bits']} without exactly 128 bits set (kept; a reference PDQ hash has 128)",
+            highlight=False,
+        )
 
 
 @bank_app.command("list")
@@ -164,9 +179,132 @@ def scan(
     max_pixels: Annotated[
         int, typer.Option("--max-pixels", help="Images above this are errored, not decoded.")
     ] = 100_000_000,
+    neighbors: Annotated[
+        bool,
+        typer.Option(
+            "--neighbors", help="Second pass: rows whose embedding is within --neighbor-threshold of a match."
+        ),
+    ] = False,
+    neighbor_threshold: Annotated[
+        float, typer.Option("--neighbor-threshold", help="Cosine similarity to a seed (-1 with --neighbor-top-k).")
+    ] = 0.85,
+    neighbor_top_k: Annotated[
+        int | None, typer.Option("--neighbor-top-k", min=1, help="Only each seed's k nearest rows (within τ).")
+    ] = None,
+    neighbor_hops: Annotated[
+        int, typer.Option("--neighbor-hops", min=1, max=2, help="2: search again around the first hop's rows.")
+    ] = 1,
+    neighbor_max_hop_seeds: Annotated[
+        int, typer.Option("--neighbor-max-hop-seeds", min=1, help="Bound on second-hop seeds (closest first).")
+    ] = 1000,
+    neighbor_seed_detector: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--neighbor-seed-detector", help="Detectors whose findings seed the search (default: hash and URL ones)."
+        ),
+    ] = None,
+    neighbor_seed_file: Annotated[
+        Path | None,
+        typer.Option("--neighbor-seed-file", help="More seeds: a .npy of vectors (n × d) or a file of keys."),
+    ] = None,
+    neighbor_action: Annotated[str, typer.Option("--neighbor-action", help="Action for neighbours.")] = "review",
+    neighbor_backend: Annotated[
+        str, typer.Option("--neighbor-backend", help="auto (GPU via torch when present), numpy, torch, torch-cpu.")
+    ] = "auto",
+    neighbor_memory_mb: Annotated[
+        int, typer.Option("--neighbor-memory-mb", min=16, help="Working memory of one similarity block.")
+    ] = 256,
+    embeddings: Annotated[
+        Path | None,
+        typer.Option("--embeddings", help="Folder of .npy parts row-aligned with the shards (LAION img_emb)."),
+    ] = None,
+    embedding_col: Annotated[
+        str | None, typer.Option("--embedding-col", help="Parquet list column holding each row's embedding.")
+    ] = None,
+    score: Annotated[
+        list[str] | None,
+        typer.Option("--score", help="Flag rows by a score column, e.g. 'punsafe>0.95' (repeatable; '-> remove')."),
+    ] = None,
+    model: Annotated[
+        Path | None, typer.Option("--model", help="ONNX classifier applied to each embedding (e.g. an NSFW head).")
+    ] = None,
+    model_threshold: Annotated[float, typer.Option("--model-threshold", help="Flag when the score exceeds.")] = 0.5,
+    model_column: Annotated[
+        int | None, typer.Option("--model-column", help="Which output column is the score.")
+    ] = None,
+    concepts: Annotated[
+        Path | None,
+        typer.Option("--concepts", help="Concept vectors with thresholds and special-care concepts (JSON or NPZ)."),
+    ] = None,
+    rule: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--rule",
+            help="Combination rule, e.g. 'research=punsafe > 0.95 AND bank:T -> remove' (repeatable; bank:, "
+            "detector:, rule: references, AND/OR/NOT).",
+        ),
+    ] = None,
+    triage_action: Annotated[
+        str, typer.Option("--triage-action", help="Action for score, model, concept and rule findings.")
+    ] = "review",
+    pdq_radius: Annotated[
+        int, typer.Option("--pdq-radius", min=0, max=128, help="PDQ match radius in bits (pdq banks, duplicates).")
+    ] = 31,
+    pdq_mode: Annotated[str, typer.Option("--pdq-mode", help="PDQ pixel pipeline: fast or exact.")] = "fast",
+    pdq_dihedral: Annotated[
+        bool, typer.Option("--pdq-dihedral/--no-pdq-dihedral", help="Also query the 8 rotations/flips.")
+    ] = True,
+    pdq_unletterbox: Annotated[
+        bool, typer.Option("--pdq-unletterbox/--no-pdq-unletterbox", help="Also query with uniform borders trimmed.")
+    ] = True,
+    duplicate_pdq: Annotated[
+        bool,
+        typer.Option("--duplicate-pdq/--no-duplicate-pdq", help="'duplicate' expander: also copies by PDQ radius."),
+    ] = True,
 ) -> None:
     """Match a dataset against banks; write findings.parquet and summary.json to --out."""
+    from safeset.signals.pdq import MODES
+
+    if pdq_mode not in MODES:
+        raise SafesetError(f"unknown --pdq-mode {pdq_mode!r}; choose {' or '.join(MODES)}")
     from safeset.scan import ScanConfig, run_scan
+
+    for given in (neighbor_action, triage_action):
+        if given not in {a.value for a in Action}:
+            raise SafesetError(f"unknown action {given!r}; choose remove, exclude or review")
+    options: dict[str, Any] = {}
+    if neighbors or "neighbor" in (expand or ()):
+        options.update(
+            neighbor_threshold=neighbor_threshold,
+            neighbor_hops=neighbor_hops,
+            neighbor_max_hop_seeds=neighbor_max_hop_seeds,
+            neighbor_action=neighbor_action,
+            neighbor_backend=neighbor_backend,
+            neighbor_memory_mb=neighbor_memory_mb,
+        )
+        if neighbor_top_k:
+            options["neighbor_top_k"] = neighbor_top_k
+        if neighbor_seed_detector:
+            options["neighbor_seed_detectors"] = list(neighbor_seed_detector)
+        if neighbor_seed_file:
+            options["neighbor_seed_file"] = str(neighbor_seed_file)
+    if embeddings:
+        options["embeddings"] = str(embeddings)
+    if embedding_col:
+        options["embedding_col"] = embedding_col
+    if score:
+        options["scores"] = list(score)
+    if model:
+        options.update(model_file=str(model), model_threshold=model_threshold)
+        if model_column is not None:
+            options["model_column"] = model_column
+    if concepts:
+        options["concepts_file"] = str(concepts)
+    if rule:
+        options["rules"] = list(rule)
+    if triage_action != "review":
+        options["triage_action"] = triage_action
+    expanders = tuple(dict.fromkeys([*(expand or ()), *(["neighbor"] if neighbors else [])]))
 
     store = BankStore(banks)
     names = tuple(bank) if bank else tuple(info.name for info in store.list())
@@ -181,7 +319,17 @@ def scan(
         metadata_only=metadata_only,
         batch_rows=batch_rows,
         max_pixels=max_pixels,
-        expanders=tuple(expand or ()),
+        expanders=expanders,
+        options={
+            **options,
+            **_non_default_options(
+                pdq_radius=pdq_radius,
+                pdq_mode=pdq_mode,
+                pdq_dihedral=pdq_dihedral,
+                pdq_unletterbox=pdq_unletterbox,
+                duplicate_pdq=duplicate_pdq,
+            ),
+        },
     )
     with _progress() as progress:
         task = progress.add_task("scanning shards", total=None)
@@ -238,6 +386,58 @@ def clean(
     table.add_row(*(str(manifest[k]) for k in ("rows_in", "rows_kept", "rows_removed", "rows_errored")))
     out.print(table)
     out.print(f"release: {release}   (removed keys: {run_dir / 'removed.parquet'}, private)")
+
+
+@app.command("hash")
+def hash_files(
+    files: Annotated[list[Path], typer.Argument(help="Image files.")],
+    mode: Annotated[str, typer.Option("--mode", help="fast or exact (the reference tool's pipeline).")] = "fast",
+    dihedral: Annotated[
+        bool, typer.Option("--dihedral", help="Add the 8 rotation/flip hashes (original, rotate90, ... flipminus1).")
+    ] = False,
+) -> None:
+    """Print `path, md5, pdq (64 hex), quality` per file, tab-separated: the tool for building PDQ banks.
+
+    An unreadable file gets an error line on stderr naming it; the others are still hashed; exit status 1.
+    """
+    import hashlib
+
+    from safeset.signals.pdq import MODES, hash_images
+
+    if mode not in MODES:
+        console.print(f"[bold red]error:[/] unknown --mode {mode!r}; choose {' or '.join(MODES)}", highlight=False)
+        raise typer.Exit(2)
+    failed = 0
+    for path in files:
+        try:
+            blob = path.read_bytes()
+        except OSError as exc:
+            console.print(
+                f"[bold red]error:[/] {path}: cannot read: {exc.strerror or exc}", highlight=False, soft_wrap=True
+            )
+            failed += 1
+            continue
+        result = hash_images([blob], mode, dihedral=dihedral)
+        if not result.valid[0]:
+            console.print(f"[bold red]error:[/] {path}: {result.errors[0]}", highlight=False, soft_wrap=True)
+            failed += 1
+            continue
+        fields = [str(path), hashlib.md5(blob).hexdigest(), result.hex(0), str(int(result.quality[0]))]
+        if dihedral and result.dihedral is not None:
+            fields += [bytes(h).hex() for h in result.dihedral[0]]
+        sys.stdout.write("\t".join(fields) + "\n")
+    sys.stdout.flush()
+    if failed:
+        raise typer.Exit(1)
+
+
+def _non_default_options(**chosen: Any) -> dict[str, Any]:
+    """Detector options that differ from their defaults: a run started here and resumed through the Python
+    API (or the reverse) with the same effective settings then has the same fingerprint."""
+    from safeset.match.pdq import PDQ_OPTIONS
+
+    defaults = {**PDQ_OPTIONS, "duplicate_pdq": True}
+    return {name: value for name, value in chosen.items() if value != defaults[name]}
 
 
 def _progress() -> Progress:

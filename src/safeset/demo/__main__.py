@@ -10,7 +10,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from safeset.demo import demo_rows, write_webdataset
+from safeset.demo import PHOTOS, demo_rows, write_webdataset
 
 console = Console()
 
@@ -44,6 +44,27 @@ def main(base: Path = Path("demo-output")) -> None:
         + "\n"
     )
     (lists / "optout-domains.txt").write_text("optout.example.net\n")
+    # A stand-in PDQ list: the perceptual hashes of two original photos. The dataset holds only re-encoded,
+    # resized or mirrored copies of them, which no cryptographic hash can find.
+    console.print("\n[bold cyan]$ safeset hash --mode exact photos/coffee.jpg photos/rocket.jpg[/]", highlight=False)
+    hashed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "safeset",
+            "hash",
+            "--mode",
+            "exact",
+            str(PHOTOS / "coffee.jpg"),
+            str(PHOTOS / "rocket.jpg"),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    console.print(hashed.rstrip(), highlight=False)
+    pdq_lines = ["hash,quality"] + [",".join(line.split("\t")[2:4]) for line in hashed.splitlines() if line]
+    (lists / "known-pdq.csv").write_text("\n".join(pdq_lines) + "\n")
 
     run("bank", "add", "--banks", str(banks), "--name", "demo-md5", "--kind", "md5", str(lists / "known-md5.txt"))
     run("bank", "add", "--banks", str(banks), "--name", "demo-urls", "--kind", "url", str(lists / "known-urls.txt"))
@@ -58,8 +79,9 @@ def main(base: Path = Path("demo-output")) -> None:
         "exclude-domain",
         str(lists / "optout-domains.txt"),
     )
+    run("bank", "add", "--banks", str(banks), "--name", "demo-pdq", "--kind", "pdq", str(lists / "known-pdq.csv"))
     run("bank", "list", "--banks", str(banks))
-    run("scan", str(dataset), "--banks", str(banks), "--out", str(run_dir))
+    run("scan", str(dataset), "--banks", str(banks), "--out", str(run_dir), "--expand", "duplicate")
     run("clean", str(dataset), str(run_dir), "--out", str(release))
     console.print(f"\n[bold green]demo done[/]: findings in {run_dir}/findings.parquet, release in {release}")
 

@@ -30,6 +30,10 @@ class RowBatch:
     read_errors: pa.Array | None = None  # string, null where the row was read cleanly
     metadata_hashes: dict[str, pa.Array] = field(default_factory=dict)  # algorithm -> hex string column
     extra: dict[str, pa.Array] = field(default_factory=dict)  # further columns detectors may use
+    # One embedding per row (float16 or float32, rows × d), attached only when a detector needs vectors;
+    # `embedding_valid` is False where the row has none (a failed download without a vector, say).
+    embeddings: np.ndarray | None = None
+    embedding_valid: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.rows)

@@ -25,6 +25,8 @@ class ColumnOptions:
     url_col: str | None = None
     caption_col: str | None = None
     key_col: str | None = None
+    # Further columns detectors read (score columns such as `punsafe`); each must exist.
+    extra_cols: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -34,10 +36,12 @@ class ColumnMap:
     key: str | None
     hashes: dict[str, str]  # algorithm -> column name
     image: str | None
+    extra: tuple[str, ...] = ()
 
     def needed(self) -> list[str]:
         cols = [c for c in (self.url, self.caption, self.key, self.image) if c]
         cols.extend(self.hashes.values())
+        cols.extend(self.extra)
         return list(dict.fromkeys(cols))
 
 
@@ -57,10 +61,14 @@ def resolve_columns(names: list[str], options: ColumnOptions, path: str, binary_
     lower = {n.lower(): n for n in names}
     hashes = {algo: lower[algo] for algo in HASH_ALGORITHMS if algo in lower}
     image = next((c for c in IMAGE_COLUMN_CANDIDATES if c in names and c in binary_columns), None)
+    for column in options.extra_cols:
+        if column not in names:
+            raise ColumnError(path, column, names)
     return ColumnMap(
         url=_pick(names, options.url_col, URL_CANDIDATES, path),
         caption=_pick(names, options.caption_col, CAPTION_CANDIDATES, path),
         key=_pick(names, options.key_col, KEY_CANDIDATES, path),
         hashes=hashes,
         image=image,
+        extra=tuple(options.extra_cols),
     )

@@ -8,6 +8,7 @@ from safeset.errors import InputError
 from safeset.io.base import DatasetFormat
 from safeset.io.columns import ColumnOptions
 from safeset.io.folder import ImageFolder
+from safeset.io.laion import LaionEmbeddingDataset, is_laion_layout
 from safeset.io.parquet import ParquetDataset
 from safeset.io.webdataset import IMAGE_EXTENSIONS, WebDatasetShards
 
@@ -15,6 +16,7 @@ FORMATS: dict[str, type[DatasetFormat]] = {
     ParquetDataset.name: ParquetDataset,
     WebDatasetShards.name: WebDatasetShards,
     ImageFolder.name: ImageFolder,
+    LaionEmbeddingDataset.name: LaionEmbeddingDataset,
 }
 
 
@@ -27,6 +29,8 @@ def detect_format(root: Path) -> str:
         if root.suffix == ".tar":
             return WebDatasetShards.name
         raise InputError("cannot tell the format of this file; pass --input-format", root)
+    if is_laion_layout(root):
+        return LaionEmbeddingDataset.name  # metadata/ + img_emb/: LAION's embedding layout
     if any(root.rglob("*.tar")):
         return WebDatasetShards.name
     if any(root.rglob("*.parquet")):

@@ -15,7 +15,7 @@ from typing import ClassVar
 import numpy as np
 import pyarrow as pa
 
-from safeset.errors import InputError
+from safeset.errors import ColumnError, InputError
 from safeset.io.base import DatasetFormat, ShardRef, ShardWriteResult
 from safeset.io.batch import RowBatch
 from safeset.io.webdataset import IMAGE_EXTENSIONS
@@ -40,6 +40,8 @@ class ImageFolder(DatasetFormat):
     def check(self) -> dict[str, object]:
         if not self.shards():
             raise InputError("no images found", self.root)
+        if self.columns.extra_cols:
+            raise ColumnError(f"{self.root} (image folder)", self.columns.extra_cols[0], [])
         return {"has_urls": True, "has_captions": True, "has_images": True, "metadata_hashes": []}
 
     def known_row_count(self, shard: ShardRef) -> int | None:

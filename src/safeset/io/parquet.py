@@ -90,6 +90,7 @@ class ParquetDataset(DatasetFormat):
                     captions=_as_string(batch[cmap.caption]) if cmap.caption else None,
                     images=batch[cmap.image] if (read_images and cmap.image) else None,
                     metadata_hashes={algo: _as_string(batch[col]) for algo, col in cmap.hashes.items()},
+                    extra={col: batch[col] for col in cmap.extra},
                 )
         except PARQUET_ERRORS as exc:
             raise InputError(f"unreadable parquet after row {start}: {exc}", shard.path) from exc

@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from safeset.errors import InputError
+from safeset.errors import ColumnError, InputError
 from safeset.fsutil import atomic_path
 from safeset.io.base import DatasetFormat, ShardRef, ShardWriteResult
 from safeset.io.batch import RowBatch
@@ -136,6 +136,8 @@ class WebDatasetShards(DatasetFormat):
                 "metadata_hashes": sorted(cmap.hashes),
                 "columns": cmap,
             }
+        if self.columns.extra_cols:
+            raise ColumnError(f"{shards[0].path} (no sidecar parquet)", self.columns.extra_cols[0], [])
         return {"has_urls": True, "has_captions": True, "has_images": True, "metadata_hashes": []}
 
     def _read_sidecar(self, shard: ShardRef) -> tuple[pa.Table, ColumnMap] | None:
@@ -279,6 +281,7 @@ def _table_batch(shard: str, table: pa.Table, cmap: ColumnMap, rows: np.ndarray)
         urls=col(cmap.url),
         captions=col(cmap.caption),
         metadata_hashes={algo: col(name) for algo, name in cmap.hashes.items()},
+        extra={name: table[name].combine_chunks() for name in cmap.extra},
     )
 
 
@@ -314,6 +317,11 @@ def _sample_batch(
             column = _as_string(meta[name].combine_chunks())
             taken = column.take(pa.array(np.where(in_meta, rows, 0)))
             hashes[algo] = pc.if_else(pa.array(in_meta), taken, None)
+    extra: dict[str, pa.Array] = {}
+    if meta is not None and cmap is not None:
+        for name in cmap.extra:
+            taken = meta[name].combine_chunks().take(pa.array(np.where(in_meta, rows, 0)))
+            extra[name] = pc.if_else(pa.array(in_meta), taken, pa.scalar(None, taken.type))
     read_errors = [s.image_error for s in samples]
     return RowBatch(
         shard=shard,
@@ -324,4 +332,5 @@ def _sample_batch(
         images=pa.array([s.image for s in samples], type=pa.binary()),
         read_errors=pa.array(read_errors, type=pa.string()),
         metadata_hashes=hashes,
+        extra=extra,
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -38,6 +38,10 @@ class Matcher(ABC):
     def __init__(self, info: BankInfo, folder: Path) -> None:
         self.info = info
         self.folder = folder
+
+    def configure(self, options: dict[str, Any]) -> None:
+        """Detector settings of the scan (`ScanConfig.options`); most matchers have none."""
+        return None
 
     @property
     def image_digests(self) -> list[str]:

@@ -60,6 +60,7 @@ class Expander(ABC):
     name: ClassVar[str]
     row_signals: ClassVar[tuple[str, ...]] = ()
     default_action: ClassVar[Action] = Action.REVIEW
+    needs_embeddings: ClassVar[bool] = False  # the scan checks the dataset's embeddings up front
 
     def __init__(self, options: dict[str, Any]) -> None:
         self.options = options

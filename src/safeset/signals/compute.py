@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
 from safeset.io.batch import RowBatch
+from safeset.signals import pdq
 from safeset.signals.digests import DIGEST_SIZES, hash_blobs, hex_to_digests
 from safeset.signals.images import DEFAULT_MAX_PIXELS, image_problem
 from safeset.signals.text import NormalizedText, TextNormalizer
@@ -15,9 +17,16 @@ from safeset.signals.urls import NORMALIZERS, hosts_array
 
 
 class Signals:
-    def __init__(self, batch: RowBatch, image_digests: list[str], max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+    def __init__(
+        self,
+        batch: RowBatch,
+        image_digests: list[str],
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+        options: dict[str, Any] | None = None,
+    ) -> None:
         self.batch = batch
         self.max_pixels = max_pixels
+        self.options = dict(options or {})  # detector settings of the scan (e.g. pdq_mode)
         self._image_algorithms = image_digests
         self._cache: dict[str, object] = {}
 
@@ -78,6 +87,35 @@ class Signals:
             return None
         return self._memo("hosts", lambda: hosts_array(self.batch.urls))  # type: ignore[return-value]
 
+    def embeddings32(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """The batch's embeddings as float32 (rows × d) with their validity mask, if the batch carries any."""
+        batch = self.batch
+        if batch.embeddings is None:
+            return None
+
+        def compute() -> tuple[np.ndarray, np.ndarray]:
+            valid = batch.embedding_valid if batch.embedding_valid is not None else np.ones(len(batch), dtype=bool)
+            return np.asarray(batch.embeddings, dtype=np.float32), valid
+
+        return self._memo("embeddings32", compute)  # type: ignore[return-value]
+
+    def unit_embeddings(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """Embeddings scaled to unit length (float64, for cosines); rows that are zero or not finite are invalid."""
+        pair = self.embeddings32()
+        if pair is None:
+            return None
+
+        def compute() -> tuple[np.ndarray, np.ndarray]:
+            vectors, valid = pair
+            wide = vectors.astype(np.float64)
+            norms = np.sqrt((wide * wide).sum(axis=1))
+            usable = valid & np.isfinite(norms) & (norms > 0)
+            unit = np.zeros_like(wide)
+            unit[usable] = wide[usable] / norms[usable, None]
+            return unit, usable
+
+        return self._memo("unit_embeddings", compute)  # type: ignore[return-value]
+
     def image_errors(self) -> list[str | None]:
         """Per-row reason the row could not be checked (read problems, undecodable images), else None."""
 
@@ -91,3 +129,27 @@ class Signals:
             return errors
 
         return self._memo("image_errors", compute)  # type: ignore[return-value]
+
+    def pdq(self, *, dihedral: bool = False, unletterbox: bool = False) -> pdq.PdqHashes | None:
+        """PDQ of each row's image, in the scan's `pdq_mode`; decoded once per batch for every user.
+
+        A later call that needs more (dihedral variants, trimmed borders) than the cached result recomputes
+        with the union of what was asked, so matchers and row signals share one decode in the common case.
+        """
+        if self.batch.images is None:
+            return None
+        cached = self._cache.get("pdq")
+        if isinstance(cached, pdq.PdqHashes):
+            has_dihedral, has_trim = cached.dihedral is not None, cached.trimmed is not None
+            if (has_dihedral or not dihedral) and (has_trim or not unletterbox):
+                return cached
+            dihedral, unletterbox = dihedral or has_dihedral, unletterbox or has_trim
+        result = pdq.hash_images(
+            self.batch.images.to_pylist(),
+            str(self.options.get("pdq_mode", pdq.DEFAULT_MODE)),
+            dihedral=dihedral,
+            unletterbox=unletterbox,
+            max_pixels=self.max_pixels,
+        )
+        self._cache["pdq"] = result
+        return result

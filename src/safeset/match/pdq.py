@@ -1,0 +1,115 @@
+"""The `pdq` detector: rows whose image's PDQ hash is within a Hamming radius of a bank hash.
+
+Banks come from hotlines that hashed with the reference, so only the query side can be made robust: each
+image is queried as decoded, and optionally also with uniform borders trimmed (letterboxed copies) and as
+its 8 rotations/flips (computed from the same DCT, no second decode). Evidence names the bank hash, the
+distance and which query variant matched.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from safeset.banks.store import BankInfo
+from safeset.match.base import DatasetOffer, Hits, Matcher, register_matcher
+from safeset.match.expand import register_row_signal
+from safeset.match.mih import DEFAULT_RADIUS, MultiIndexHash
+from safeset.signals import pdq
+from safeset.signals.compute import Signals
+
+#: Scan options (ScanConfig.options) read by the PDQ detector and the duplicate expander, with defaults.
+PDQ_OPTIONS: dict[str, Any] = {
+    "pdq_radius": DEFAULT_RADIUS,
+    "pdq_mode": pdq.DEFAULT_MODE,
+    "pdq_dihedral": True,
+    "pdq_unletterbox": True,
+}
+#: Below this quality a query hash comes from a flat or tiny image and is not used to propagate findings.
+MIN_PROPAGATION_QUALITY = 50
+
+
+def option(options: dict[str, Any], name: str) -> Any:
+    value = options.get(name, PDQ_OPTIONS[name])
+    if isinstance(PDQ_OPTIONS[name], bool) and isinstance(value, str):
+        return value.lower() in ("1", "true", "yes", "on")
+    return type(PDQ_OPTIONS[name])(value)
+
+
+def query_variants(hashes: pdq.PdqHashes) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """All query hashes of a batch: (hashes (k, 32), row of each, name of each variant)."""
+    rows = np.flatnonzero(hashes.valid & (hashes.hashes.any(axis=1)))
+    parts: list[tuple[np.ndarray, np.ndarray, str]] = []
+    if hashes.dihedral is not None:
+        for v, name in enumerate(pdq.DIHEDRAL_NAMES):
+            parts.append((hashes.dihedral[rows, v], rows, name))
+    else:
+        parts.append((hashes.hashes[rows], rows, "original"))
+    if hashes.trimmed is not None and hashes.trimmed_valid is not None:
+        trimmed_rows = rows[hashes.trimmed_valid[rows]]
+        if hashes.trimmed_dihedral is not None:
+            for v, name in enumerate(pdq.DIHEDRAL_NAMES):
+                parts.append((hashes.trimmed_dihedral[trimmed_rows, v], trimmed_rows, f"trimmed {name}"))
+        else:
+            parts.append((hashes.trimmed[trimmed_rows], trimmed_rows, "trimmed original"))
+    queries = np.concatenate([p[0] for p in parts]) if parts else np.zeros((0, 32), np.uint8)
+    owners = np.concatenate([p[1] for p in parts]) if parts else np.zeros(0, np.int64)
+    names = [p[2] for p in parts for _ in range(len(p[1]))]
+    return queries, owners, names
+
+
+@register_matcher
+class PdqMatcher(Matcher):
+    kinds = ("pdq",)
+
+    def __init__(self, info: BankInfo, folder: Path) -> None:
+        super().__init__(info, folder)
+        self.index = MultiIndexHash.load(folder)
+        self.configure({})
+
+    def configure(self, options: dict[str, Any]) -> None:
+        self.radius = int(option(options, "pdq_radius"))
+        self.dihedral = bool(option(options, "pdq_dihedral"))
+        self.unletterbox = bool(option(options, "pdq_unletterbox"))
+        if not 0 <= self.radius <= 128:
+            raise ValueError(f"PDQ radius must be 0..128, not {self.radius}")
+
+    def unusable_reason(self, offer: DatasetOffer, read_images: bool) -> str | None:
+        if offer.has_images and read_images:
+            return None
+        return f"bank {self.info.name!r} holds PDQ hashes, which need image bytes; this scan reads none"
+
+    def match(self, signals: Signals) -> list[Hits]:
+        hashes = signals.pdq(dihedral=self.dihedral, unletterbox=self.unletterbox)
+        if hashes is None:
+            return []
+        queries, owners, names = query_variants(hashes)
+        q, b, d = self.index.search(queries, self.radius)
+        if not len(q):
+            return []
+        # Per row, the closest bank hash over all its query variants.
+        order = np.lexsort((q, d, owners[q]))
+        rows_sorted = owners[q][order]
+        first = order[np.concatenate([[True], rows_sorted[1:] != rows_sorted[:-1]])]
+        positions = owners[q[first]].astype(np.int64)
+        evidence = [
+            f"pdq:{bytes(self.index.hashes[b[i]]).hex()} distance {int(d[i])} ({names[q[i]]}, "
+            f"quality {int(hashes.quality[owners[q[i]]])})"
+            for i in first
+        ]
+        return [Hits(positions, evidence, "pdq")]
+
+
+def _image_pdq(signals: Signals) -> pa.Array:
+    """The row's PDQ hash for the second pass; null without an image or below the propagation quality."""
+    hashes = signals.pdq()
+    if hashes is None:
+        return pa.nulls(len(signals.batch), pa.binary(32))
+    usable = hashes.valid & (hashes.quality >= MIN_PROPAGATION_QUALITY)
+    return pa.array([bytes(h) if ok else None for h, ok in zip(hashes.hashes, usable, strict=True)], type=pa.binary(32))
+
+
+register_row_signal("image_pdq", pa.binary(32), _image_pdq)
