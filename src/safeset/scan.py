@@ -26,13 +26,12 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from safeset import __version__
 from safeset.banks.store import BankInfo, BankStore
 from safeset.errors import InputError, SafesetError
 from safeset.findings import ERRORS_SCHEMA, FINDINGS_SCHEMA, TableBuilder
-from safeset.fsutil import make_private_dir, sha256_file, write_json, write_parquet
+from safeset.fsutil import make_private_dir, read_parquet, sha256_file, write_json, write_parquet
 from safeset.io.base import DatasetFormat, ShardRef
 from safeset.io.columns import ColumnOptions
 from safeset.io.detect import open_dataset
@@ -129,6 +128,7 @@ class ShardScanner:
         self.batch_embeddings = any(d.needs_embeddings for d in self.detectors)
         self.needs_embeddings = self.batch_embeddings or any(e.needs_embeddings for e in self.expanders)
         self._embeddings: EmbeddingSource | None = None
+        self.dataset.read_captions = any(m.uses_captions for m in (*self.matchers, *self.rule_matchers))
 
     @staticmethod
     def _matcher(info: BankInfo, store: BankStore, options: dict[str, Any]) -> Matcher:
@@ -394,8 +394,8 @@ def _read_shard_tables(run_dir: Path, shards: list[ShardRef]) -> tuple[pa.Table,
         if not marker.exists():
             raise SafesetError(f"shard {shard.id} has no result in {shard_dir}; run the scan again with --resume")
         results.append(json.loads(marker.read_text()))
-        finding_tables.append(pq.read_table(shard_dir / f"{stem}.findings.parquet").cast(FINDINGS_SCHEMA))
-        error_tables.append(pq.read_table(shard_dir / f"{stem}.errors.parquet").cast(ERRORS_SCHEMA))
+        finding_tables.append(read_parquet(shard_dir / f"{stem}.findings.parquet").cast(FINDINGS_SCHEMA))
+        error_tables.append(read_parquet(shard_dir / f"{stem}.errors.parquet").cast(ERRORS_SCHEMA))
     findings = pa.concat_tables(finding_tables) if finding_tables else FINDINGS_SCHEMA.empty_table()
     errors = pa.concat_tables(error_tables) if error_tables else ERRORS_SCHEMA.empty_table()
     return findings, errors, results

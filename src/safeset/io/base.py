@@ -36,6 +36,9 @@ class DatasetFormat(ABC):
     def __init__(self, root: Path, columns: ColumnOptions | None = None) -> None:
         self.root = root
         self.columns = columns or ColumnOptions()
+        # Set by the scan: caption columns are long, and skipping them when no matcher reads captions
+        # takes a large share off a metadata-only scan's parquet reading.
+        self.read_captions = True
 
     @abstractmethod
     def shards(self) -> list[ShardRef]:

@@ -73,7 +73,8 @@ class ParquetDataset(DatasetFormat):
         parquet = self._open(shard)
         schema = parquet.schema_arrow
         cmap = resolve_columns(schema.names, self.columns, str(shard.path), _binary_columns(schema))
-        wanted = [c for c in cmap.needed() if read_images or c != cmap.image]
+        skipped = {cmap.image if not read_images else None, cmap.caption if not self.read_captions else None}
+        wanted = [c for c in cmap.needed() if c not in skipped]
         start = 0
         try:
             # With no column wanted, still stream row counts so every row is accounted for.
@@ -87,7 +88,7 @@ class ParquetDataset(DatasetFormat):
                     rows=rows,
                     keys=_as_string(batch[cmap.key]) if cmap.key else None,
                     urls=_as_string(batch[cmap.url]) if cmap.url else None,
-                    captions=_as_string(batch[cmap.caption]) if cmap.caption else None,
+                    captions=_as_string(batch[cmap.caption]) if (cmap.caption and self.read_captions) else None,
                     images=batch[cmap.image] if (read_images and cmap.image) else None,
                     metadata_hashes={algo: _as_string(batch[col]) for algo, col in cmap.hashes.items()},
                     extra={col: batch[col] for col in cmap.extra},

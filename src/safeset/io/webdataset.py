@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from safeset.errors import ColumnError, InputError
-from safeset.fsutil import atomic_path
+from safeset.fsutil import atomic_path, read_parquet
 from safeset.io.base import DatasetFormat, ShardRef, ShardWriteResult
 from safeset.io.batch import RowBatch
 from safeset.io.columns import ColumnMap, resolve_columns
@@ -153,7 +153,7 @@ class WebDatasetShards(DatasetFormat):
             except PARQUET_ERRORS:
                 pass
         try:
-            table = pq.read_table(path, columns=columns)
+            table = read_parquet(path, columns=columns)
         except PARQUET_ERRORS as exc:
             raise InputError(f"unreadable parquet: {exc}", path) from exc
         if cmap.key is None:
@@ -215,7 +215,7 @@ class WebDatasetShards(DatasetFormat):
         meta_rows = 0
         if sidecar_path.exists():
             try:
-                table = pq.read_table(sidecar_path)
+                table = read_parquet(sidecar_path)
             except PARQUET_ERRORS as exc:
                 raise InputError(f"unreadable parquet: {exc}", sidecar_path) from exc
             meta_rows = table.num_rows

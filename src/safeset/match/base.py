@@ -39,6 +39,9 @@ class Matcher(ABC):
         self.info = info
         self.folder = folder
 
+    #: Whether the matcher reads captions; when no matcher does, readers skip the caption column entirely.
+    uses_captions: ClassVar[bool] = False
+
     def configure(self, options: dict[str, Any]) -> None:
         """Detector settings of the scan (`ScanConfig.options`); most matchers have none."""
         return None

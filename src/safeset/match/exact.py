@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from safeset.banks.digestset import DigestSet, StringSet
 from safeset.banks.store import BankInfo
+from safeset.fsutil import read_parquet
 from safeset.match.base import DatasetOffer, Hits, Matcher, positions_of, register_matcher
 from safeset.signals.compute import Signals
 from safeset.signals.digests import digests_to_hex
@@ -106,7 +106,7 @@ class UrlMatcher(Matcher):
 
     def __init__(self, info: BankInfo, folder: Path) -> None:
         super().__init__(info, folder)
-        table = pq.read_table(folder / "urls.parquet")
+        table = read_parquet(folder / "urls.parquet")
         self.forms = {name: pc.unique(table[name].combine_chunks()) for name in table.column_names}
         self.sets = {name: StringSet(values) for name, values in self.forms.items()}  # built once, not per batch
 
@@ -142,7 +142,7 @@ class DomainMatcher(Matcher):
 
     def __init__(self, info: BankInfo, folder: Path) -> None:
         super().__init__(info, folder)
-        self.domains = pq.read_table(folder / "domains.parquet")["domain"].combine_chunks()
+        self.domains = read_parquet(folder / "domains.parquet")["domain"].combine_chunks()
 
     def unusable_reason(self, offer: DatasetOffer, read_images: bool) -> str | None:
         return None if offer.has_urls else f"bank {self.info.name!r} holds domains, but the dataset has no URL column"

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
+from safeset.fsutil import read_parquet
 from safeset.io.base import DatasetFormat, ShardRef
 from safeset.policy.actions import Action
 from safeset.signals.compute import Signals
@@ -53,7 +53,7 @@ class ExpansionContext:
     def row_signals(self, shard: ShardRef) -> pa.Table:
         from safeset.scan import shard_file_stem
 
-        return pq.read_table(self.run_dir / "shards" / f"{shard_file_stem(shard.id)}.signals.parquet")
+        return read_parquet(self.run_dir / "shards" / f"{shard_file_stem(shard.id)}.signals.parquet")
 
 
 class Expander(ABC):

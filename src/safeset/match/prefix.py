@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 import safeset.banks.urlprefix  # noqa: F401  (registers the url-prefix kinds)
 from safeset.banks.store import BankInfo
 from safeset.banks.urlprefix import PREFIXES_FILE
+from safeset.fsutil import read_parquet
 from safeset.match.base import DatasetOffer, Hits, Matcher, positions_of, register_matcher
 from safeset.signals.compute import Signals
 
@@ -25,7 +25,7 @@ class UrlPrefixMatcher(Matcher):
 
     def __init__(self, info: BankInfo, folder: Path) -> None:
         super().__init__(info, folder)
-        table = pq.read_table(folder / PREFIXES_FILE)
+        table = read_parquet(folder / PREFIXES_FILE)
         depths = table["depth"].to_numpy()
         prefixes = table["prefix"].combine_chunks()
         self.by_depth = {int(d): prefixes.filter(pa.array(depths == d)) for d in sorted(set(depths.tolist()))}

@@ -27,6 +27,7 @@ _MAX_IDS_SHOWN = 10
 @register_matcher
 class TermMatcher(Matcher):
     kinds = ("term",)
+    uses_captions = True
 
     def __init__(self, info: BankInfo, folder: Path) -> None:
         super().__init__(info, folder)

@@ -18,11 +18,10 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from safeset import __version__
 from safeset.errors import SafesetError
-from safeset.fsutil import write_json, write_parquet
+from safeset.fsutil import read_parquet, write_json, write_parquet
 from safeset.io.columns import ColumnOptions
 from safeset.io.detect import open_dataset
 from safeset.policy.actions import ACTION_RANK, Action, ReleasePolicy
@@ -70,8 +69,8 @@ def clean_dataset(
         raise SafesetError(f"{out} exists and is not empty; choose a new release folder")
 
     fmt = open_dataset(dataset, config["input_format"], ColumnOptions(**config["columns"]))
-    findings = pq.read_table(run_dir / "findings.parquet")
-    errors = pq.read_table(run_dir / "errors.parquet")
+    findings = read_parquet(run_dir / "findings.parquet")
+    errors = read_parquet(run_dir / "errors.parquet")
     per_shard = {r["shard"]: r for r in summary["shards"]}
     out.mkdir(parents=True, exist_ok=True)
 
