@@ -24,6 +24,9 @@ from safeset.signals.compute import Signals
 from safeset.signals.text import STEPS, NormalizedText, TextNormalizer, char_tables
 
 _MAX_IDS_SHOWN = 10
+#: "hyperscan", "pyahocorasick", or None for the fastest one installed; tests and benchmarks set it to
+#: compare the two, which find the same matches.
+ENGINE: str | None = None
 
 
 @register_matcher
@@ -55,7 +58,7 @@ class TermMatcher(Matcher):
         self.lengths = np.array([len(p) for p in encoded], dtype=np.int64)  # in UTF-8 bytes
         self.in_main = np.array([any(self.list_of[r] == MAIN_LIST for r in rows) for rows in self.terms_of], dtype=bool)
         self.in_near = np.array([any(self.list_of[r] == NEAR_LIST for r in rows) for rows in self.terms_of], dtype=bool)
-        self.automaton = _Automaton(encoded) if encoded else None
+        self.automaton = _Automaton(encoded, ENGINE) if encoded else None
         self._single: dict[int, tuple[float, str]] = {}  # pattern -> (score, evidence) of a row with only it
 
     def unusable_reason(self, offer: DatasetOffer, read_images: bool) -> str | None:
