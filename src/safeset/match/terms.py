@@ -59,6 +59,8 @@ class TermMatcher(Matcher):
         self.in_main = np.array([any(self.list_of[r] == MAIN_LIST for r in rows) for rows in self.terms_of], dtype=bool)
         self.in_near = np.array([any(self.list_of[r] == NEAR_LIST for r in rows) for rows in self.terms_of], dtype=bool)
         self.automaton = _Automaton(encoded, ENGINE) if encoded else None
+        if self.whole_word or self.within is not None:
+            char_tables()  # built once per process (~0.1-0.5 s): here, not in the first batch scanned
         self._single: dict[int, tuple[float, str]] = {}  # pattern -> (score, evidence) of a row with only it
 
     def unusable_reason(self, offer: DatasetOffer, read_images: bool) -> str | None:
