@@ -1,15 +1,17 @@
-"""Term matching: one Aho–Corasick automaton per bank, run once over each batch of normalised captions.
+"""Term matching: one multi-pattern automaton per bank, run once over each batch of normalised captions.
 
-The batch is one string (rows closed by NUL, which no pattern contains), so the automaton is called once per
-batch, not once per caption. Raw hits are then checked for word boundaries and mapped to rows with numpy;
-only rows that really match reach Python. Evidence names the bank's terms by source line (`L12`), never
-the caption text, so neither findings nor logs repeat what a caption says.
+The automaton scans the batch's UTF-8 bytes in one call (rows back to back, or NUL-separated after
+normalisation), not once per caption, and reports every occurrence of every term, overlapping ones
+included. Matches are mapped to rows with numpy; those that cross a row's end or miss a word boundary are
+dropped, so only rows that really match reach Python. Evidence names the bank's terms by source line
+(`L12`), never the caption text, so neither findings nor logs repeat what a caption says.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 import ahocorasick
 import numpy as np
@@ -22,6 +24,9 @@ from safeset.signals.compute import Signals
 from safeset.signals.text import STEPS, NormalizedText, TextNormalizer, char_tables
 
 _MAX_IDS_SHOWN = 10
+#: "hyperscan", "pyahocorasick", or None for the fastest one installed; tests and benchmarks set it to
+#: compare the two, which find the same matches.
+ENGINE: str | None = None
 
 
 @register_matcher
@@ -50,14 +55,14 @@ class TermMatcher(Matcher):
                 self.terms_of.append([])
             self.terms_of[index[pattern]].append(row)
         self.list_of: list[int] = table["list"]
-        self.lengths = np.array([len(p) for p in index], dtype=np.int64)
+        encoded = [p.encode("utf-8") for p in index]
+        self.lengths = np.array([len(p) for p in encoded], dtype=np.int64)  # in UTF-8 bytes
         self.in_main = np.array([any(self.list_of[r] == MAIN_LIST for r in rows) for rows in self.terms_of], dtype=bool)
         self.in_near = np.array([any(self.list_of[r] == NEAR_LIST for r in rows) for rows in self.terms_of], dtype=bool)
-        self.automaton = ahocorasick.Automaton()
-        for pattern, i in index.items():
-            self.automaton.add_word(pattern, i)
-        if index:
-            self.automaton.make_automaton()
+        self.automaton = _Automaton(encoded, ENGINE) if encoded else None
+        if self.whole_word or self.within is not None:
+            char_tables()  # built once per process (~0.1-0.5 s): here, not in the first batch scanned
+        self._single: dict[int, tuple[float, str]] = {}  # pattern -> (score, evidence) of a row with only it
 
     def unusable_reason(self, offer: DatasetOffer, read_images: bool) -> str | None:
         if offer.has_captions:
@@ -66,17 +71,18 @@ class TermMatcher(Matcher):
 
     def match(self, signals: Signals) -> list[Hits]:
         text = signals.captions(self.normalizer)
-        if text is None or not len(self.lengths):
+        if text is None or self.automaton is None:
             return []
-        found = np.array(list(self.automaton.iter(text.text)), dtype=np.int64).reshape(-1, 2)
-        if not len(found):
+        patterns, ends = self.automaton.find(text.data)
+        if not len(patterns):
             return []
-        ends, patterns = found[:, 0], found[:, 1]
-        starts = ends - self.lengths[patterns] + 1
+        starts = ends - self.lengths[patterns]
+        rows = np.searchsorted(text.byte_starts, starts, side="right") - 1
+        keep = ends <= text.byte_ends[rows]  # a match running into the next row is no match
         if self.whole_word:
-            keep = _on_word_boundaries(text, starts, ends)
-            starts, ends, patterns = starts[keep], ends[keep], patterns[keep]
-        rows = np.searchsorted(text.starts, starts, side="right") - 1
+            keep &= _on_word_boundaries(text, rows, starts, ends)
+        if not keep.all():
+            rows, starts, ends, patterns = rows[keep], starts[keep], ends[keep], patterns[keep]
         if self.within is None:
             return self._plain(rows, patterns)
         return self._rules(text, rows, starts, ends, patterns)
@@ -87,21 +93,42 @@ class TermMatcher(Matcher):
         return ",".join(shown[:_MAX_IDS_SHOWN]) + more
 
     def _plain(self, rows: np.ndarray, patterns: np.ndarray) -> list[Hits]:
-        per_row: dict[int, set[int]] = defaultdict(set)
-        for row, pattern in zip(rows.tolist(), patterns.tolist(), strict=True):
-            per_row[row].update(self.terms_of[pattern])
+        if not len(rows):
+            return []
+        # Distinct (row, pattern) pairs, sorted by row; most flagged rows hold one pattern, whose score and
+        # evidence are computed once per bank, not once per row.
+        pairs = np.unique(rows * len(self.lengths) + patterns)
+        pair_rows, pair_patterns = np.divmod(pairs, len(self.lengths))
+        first = np.ones(len(pairs), dtype=bool)
+        first[1:] = pair_rows[1:] != pair_rows[:-1]
+        bounds = np.append(np.flatnonzero(first), len(pairs)).tolist()
         positions, evidence = [], []
-        for row in sorted(per_row):
-            terms = sorted(per_row[row], key=lambda r: self.lines[r])
-            score = sum(self.weights[r] for r in terms)
+        for i, row in enumerate(pair_rows[first].tolist()):
+            lo, hi = bounds[i], bounds[i + 1]
+            if hi - lo == 1:
+                score, text = self._single_pattern(int(pair_patterns[lo]))
+            else:
+                terms = sorted({t for p in pair_patterns[lo:hi].tolist() for t in self.terms_of[p]})
+                score, text = self._evidence(terms)
             if self.min_score is not None and score < self.min_score:
                 continue
             positions.append(row)
-            label = "term" if len(terms) == 1 else "terms"
-            evidence.append(f"{label} {self._describe(terms)}; score {score:g}")
+            evidence.append(text)
         if not positions:
             return []
         return [Hits(np.array(positions, dtype=np.int64), evidence, "term")]
+
+    def _single_pattern(self, pattern: int) -> tuple[float, str]:
+        if pattern not in self._single:
+            self._single[pattern] = self._evidence(self.terms_of[pattern])
+        return self._single[pattern]
+
+    def _evidence(self, term_rows: list[int]) -> tuple[float, str]:
+        """Score and evidence for a row matching these distinct rows of the terms table."""
+        terms = sorted(term_rows, key=lambda r: self.lines[r])
+        score = sum(self.weights[r] for r in terms)
+        label = "term" if len(terms) == 1 else "terms"
+        return score, f"{label} {self._describe(terms)}; score {score:g}"
 
     def _rules(
         self, text: NormalizedText, rows: np.ndarray, starts: np.ndarray, ends: np.ndarray, patterns: np.ndarray
@@ -112,7 +139,9 @@ class TermMatcher(Matcher):
         both = np.intersect1d(rows[main], rows[near])
         if not len(both):
             return []
-        token = _token_index(text)
+        char_of, codes = _characters(text)
+        token = _token_index(codes)
+        starts, ends = char_of[starts], char_of[ends - 1]  # first and last character of each match
         by_row: dict[int, list[int]] = defaultdict(list)
         for i in np.flatnonzero(np.isin(rows, both)).tolist():
             by_row[int(rows[i])].append(i)
@@ -144,31 +173,122 @@ class TermMatcher(Matcher):
         return [Hits(np.array(positions, dtype=np.int64), evidence, "term")]
 
 
-def _on_word_boundaries(text: NormalizedText, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
-    """A hit is a whole word when the characters around it are not word characters; scripts written without
-    spaces (Han, kana, Thai, ...) need no boundary, on either side of the edge."""
+try:  # no wheel for every platform (none for Linux on ARM): pyahocorasick stands in where it is missing
+    import hyperscan
+except ImportError:  # pragma: no cover - depends on the platform
+    hyperscan = None
+
+
+class _Automaton:
+    """Every occurrence of every pattern in UTF-8 bytes, overlapping ones included: a word-boundary check
+    needs them all, since the longest or leftmost match at a place may fail it while another passes.
+
+    Hyperscan's literal matcher (SIMD, hashed buckets of many literals) scans 2-5x faster than an
+    Aho–Corasick trie or DFA over a 10 k-term bank (see BENCHMARKS.md); pyahocorasick is the fallback where
+    hyperscan cannot be installed or the CPU lacks the instructions it needs. Both give the same matches."""
+
+    def __init__(self, patterns: list[bytes], engine: str | None = None) -> None:
+        self.database: Any = None  # hyperscan.Database, when hyperscan is there
+        self.automaton: ahocorasick.Automaton | None = None
+        if engine in (None, "hyperscan") and hyperscan is not None:
+            try:
+                database = hyperscan.Database()
+                database.compile(
+                    expressions=patterns,
+                    ids=list(range(len(patterns))),
+                    elements=len(patterns),
+                    flags=[0] * len(patterns),
+                    literal=True,
+                )
+                self.database = database
+            except hyperscan.ArchitectureError:  # pragma: no cover - a CPU without SSSE3
+                if engine == "hyperscan":
+                    raise
+        if self.database is None:
+            if engine == "hyperscan":
+                raise RuntimeError("hyperscan is not installed")
+            self.automaton = ahocorasick.Automaton()
+            for i, pattern in enumerate(patterns):
+                self.automaton.add_word(pattern.decode("utf-8"), i)
+            self.automaton.make_automaton()
+        self.engine = "hyperscan" if self.database is not None else "pyahocorasick"
+
+    def find(self, data: bytes | memoryview) -> tuple[np.ndarray, np.ndarray]:
+        """Pattern indices and end offsets (exclusive, in bytes) of all matches."""
+        found: list[tuple[int, int]] = []
+        if self.database is not None:
+            self.database.scan(data, match_event_handler=lambda i, _start, end, _flags, _ctx: found.append((i, end)))
+        else:
+            found = self._find_in_text(data)
+        if not found:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        table = np.array(found, dtype=np.int64)
+        return table[:, 0], table[:, 1]
+
+    def _find_in_text(self, data: bytes | memoryview) -> list[tuple[int, int]]:
+        """pyahocorasick matches Python strings: decode, then turn character offsets back into bytes. Bytes
+        that are not UTF-8 become one character each (surrogateescape), so offsets still line up."""
+        assert self.automaton is not None
+        text = str(data, "utf-8", "surrogateescape")
+        found = list(self.automaton.iter(text))
+        if not found:
+            return []
+        codes = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+        escaped = (codes >= 0xDC80) & (codes <= 0xDCFF)
+        sizes = np.where(escaped, 1, 1 + (codes >= 0x80) + (codes >= 0x800) + (codes >= 0x10000))
+        after = np.cumsum(sizes)  # byte offset just after each character
+        return [(i, int(after[end])) for end, i in found]
+
+
+def _on_word_boundaries(text: NormalizedText, rows: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """A hit is a whole word when the characters around it are not word characters (the ends of its row count
+    as such); scripts written without spaces (Han, kana, Thai, ...) need no boundary, on either side of the edge."""
     tables = char_tables()
-    first, last = _code_points_at(text, starts), _code_points_at(text, ends)
-    before = np.where(starts > 0, _code_points_at(text, np.maximum(starts - 1, 0)), 0)
-    after = _code_points_at(text, ends + 1)  # every row ends with NUL, so this never runs past the text
+    data = text.bytes_array
+    at_start, at_end = starts <= text.byte_starts[rows], ends >= text.byte_ends[rows]
+    first, last = _code_point_at(data, starts), _code_point_at(data, _lead_byte_before(data, ends))
+    before = np.where(at_start, 0, _code_point_at(data, _lead_byte_before(data, starts)))
+    after = np.where(at_end, 0, _code_point_at(data, np.minimum(ends, len(data) - 1)))
     ok_before = ~tables.word[before] | tables.unspaced[before] | tables.unspaced[first]
     ok_after = ~tables.word[after] | tables.unspaced[after] | tables.unspaced[last]
     return ok_before & ok_after
 
 
-def _code_points_at(text: NormalizedText, positions: np.ndarray) -> np.ndarray:
-    """Code points at a few positions; the whole batch as UTF-32 only when hits are many (it costs a copy)."""
-    if len(positions) > 2048 or text._codes:
-        return text.codes[positions]
-    return np.fromiter((ord(text.text[i]) for i in positions.tolist()), dtype=np.uint32, count=len(positions))
+def _lead_byte_before(data: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """Offset of the first byte of the character that ends just before each position (positions > 0)."""
+    lead = np.maximum(positions - 1, 0)
+    for _ in range(3):  # a UTF-8 character has at most three continuation bytes (0b10xxxxxx)
+        inside = (lead > 0) & ((data[lead] & 0xC0) == 0x80)
+        lead = lead - inside
+    return lead
 
 
-def _token_index(text: NormalizedText) -> np.ndarray:
+def _code_point_at(data: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """Code points of the UTF-8 characters starting at these byte offsets (bad bytes give some code point
+    below 0x110000, never an error: Arrow does not promise valid UTF-8 in every file)."""
+    last = len(data) - 1
+    b = [data[np.minimum(positions + k, last)].astype(np.uint32) for k in range(4)]
+    two = ((b[0] & 0x1F) << 6) | (b[1] & 0x3F)
+    three = ((b[0] & 0x0F) << 12) | ((b[1] & 0x3F) << 6) | (b[2] & 0x3F)
+    four = ((b[0] & 0x07) << 18) | ((b[1] & 0x3F) << 12) | ((b[2] & 0x3F) << 6) | (b[3] & 0x3F)
+    codes = np.where(b[0] < 0x80, b[0], np.where(b[0] < 0xE0, two, np.where(b[0] < 0xF0, three, four)))
+    return np.minimum(codes, 0x10FFFF)
+
+
+def _characters(text: NormalizedText) -> tuple[np.ndarray, np.ndarray]:
+    """For each byte, the index of the character it belongs to; and every character's code point."""
+    data = text.bytes_array
+    lead = (data & 0xC0) != 0x80
+    return np.cumsum(lead) - 1, _code_point_at(data, np.flatnonzero(lead))
+
+
+def _token_index(codes: np.ndarray) -> np.ndarray:
     """For each character, the index of the token it is in (or follows): a token starts at a word character
-    after a non-word one, and at every character of a script written without spaces and the one after it."""
+    after a non-word one, and at every character of a script written without spaces and the one after it.
+    Only differences within a row are read, so rows may sit back to back or be separated by NULs."""
     tables = char_tables()
-    word = tables.word[text.codes]
+    word = tables.word[codes]
     start = word.copy()
-    unspaced = tables.unspaced[text.codes]
+    unspaced = tables.unspaced[codes]
     start[1:] &= ~word[:-1] | unspaced[1:] | unspaced[:-1]
     return np.cumsum(start) - 1

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import unicodedata
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from functools import cache
+from dataclasses import dataclass
+from functools import cache, cached_property
 from importlib import resources
 
 import numpy as np
@@ -41,24 +41,39 @@ _SURROGATES = slice(0xD800, 0xE000)
 
 @dataclass(frozen=True)
 class NormalizedText:
-    """A batch of normalised rows: `text` holds every row followed by a NUL; row i is
-    `text[starts[i] : starts[i + 1] - 1]`. `codes` is the same text as UTF-32 code points."""
+    """A batch of normalised rows as UTF-8: row i is `data[byte_starts[i] : byte_ends[i]]`.
 
-    text: str
-    starts: np.ndarray  # int64, len(rows) + 1
-    _codes: list[np.ndarray] = field(default_factory=list, repr=False, compare=False)
+    Matching runs on these bytes directly (no Python string per batch), so without normalisation `data` is
+    the Arrow array's own buffer, rows back to back; after normalisation rows are separated by a NUL byte.
+    Either way a matcher must drop matches that cross `byte_ends` of their row. `text` and `starts` are the
+    older character view (every row followed by a NUL, `starts` in characters), built only when asked for."""
 
-    @property
-    def codes(self) -> np.ndarray:
-        if not self._codes:
-            self._codes.append(np.frombuffer(self.text.encode("utf-32-le"), dtype=np.uint32))
-        return self._codes[0]
+    data: bytes | memoryview  # UTF-8, format "B"
+    byte_starts: np.ndarray  # int64, one per row, non-decreasing
+    byte_ends: np.ndarray  # int64, one per row
 
     def row(self, i: int) -> str:
-        return self.text[int(self.starts[i]) : int(self.starts[i + 1]) - 1]
+        # A NUL inside a raw caption reads as a space, as it does before normalisation.
+        return str(self.data[int(self.byte_starts[i]) : int(self.byte_ends[i])], "utf-8").replace("\x00", " ")
 
     def rows(self) -> list[str]:
-        return [self.row(i) for i in range(len(self.starts) - 1)]
+        return [self.row(i) for i in range(len(self.byte_starts))]
+
+    @cached_property
+    def text(self) -> str:
+        return "".join(r + "\x00" for r in self.rows())
+
+    @cached_property
+    def starts(self) -> np.ndarray:
+        """Character offset of each row in `text`, and the length of `text` last (int64, rows + 1)."""
+        lengths = np.fromiter((len(r) + 1 for r in self.rows()), dtype=np.int64, count=len(self.byte_starts))
+        starts = np.zeros(len(lengths) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=starts[1:])
+        return starts
+
+    @property
+    def bytes_array(self) -> np.ndarray:
+        return np.frombuffer(self.data, dtype=np.uint8)
 
 
 @dataclass(frozen=True)
@@ -284,6 +299,28 @@ def _joined(values: pa.Array) -> str:
     return str(memoryview(data)[int(offsets[0]) : int(offsets[-1])], "utf-8")
 
 
+def _raw_rows(values: pa.Array) -> NormalizedText:
+    """Rows as they are: the Arrow array's UTF-8 buffer itself, no copy (null rows become empty ranges)."""
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    if not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
+        values = pc.cast(values, pa.string())
+    offset_type = np.int64 if pa.types.is_large_string(values.type) else np.int32
+    offsets = np.frombuffer(values.buffers()[1], dtype=offset_type)[values.offset : values.offset + len(values) + 1]
+    if not len(offsets):  # an empty array may come without offsets
+        offsets = np.zeros(1, dtype=offset_type)
+    first, last = int(offsets[0]), int(offsets[-1])
+    offsets = offsets.astype(np.int64) - first
+    buffer = values.buffers()[2]
+    data = memoryview(buffer).cast("B")[first:last] if buffer is not None else b""
+    starts, ends = offsets[:-1], offsets[1:]
+    if values.null_count:
+        # Arrow lets a null slot own bytes; such bytes must not be screened as a caption.
+        valid = np.asarray(values.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+        ends = np.where(valid, ends, starts)
+    return NormalizedText(data, starts, ends)
+
+
 class TextNormalizer:
     """The chosen steps, run in the fixed order of STEPS."""
 
@@ -299,12 +336,9 @@ class TextNormalizer:
         return f"TextNormalizer({list(self.steps)})"
 
     def normalize_array(self, values: pa.Array) -> NormalizedText:
-        text = _joined(values)
         if not self.steps:
-            lengths = np.asarray(pc.utf8_length(pc.fill_null(values, "")).to_numpy(zero_copy_only=False))
-            starts = np.zeros(len(lengths) + 1, dtype=np.int64)
-            np.cumsum(lengths.astype(np.int64) + 1, out=starts[1:])
-            return NormalizedText(text, starts)
+            return _raw_rows(values)
+        text = _joined(values)
         steps = set(self.steps)
         if "nfkc" in steps:
             text = unicodedata.normalize("NFKC", text)
@@ -323,11 +357,12 @@ class TextNormalizer:
             codes = _spacing(codes, tables.word)
         if "repeats" in steps:
             codes = _collapse_repeats(codes, tables.alpha)
-        codes = np.ascontiguousarray(codes, dtype=np.uint32)
-        ends = np.flatnonzero(codes == ROW_END)
-        starts = np.zeros(len(ends) + 1, dtype=np.int64)
-        starts[1:] = ends + 1
-        return NormalizedText(codes.tobytes().decode("utf-32-le"), starts, [codes])
+        # Back to UTF-8 for the matcher; the row-closing NULs stay in the bytes and mark where rows end.
+        data = np.ascontiguousarray(codes, dtype=np.uint32).tobytes().decode("utf-32-le").encode("utf-8")
+        ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == ROW_END)
+        starts = np.zeros(len(ends), dtype=np.int64)
+        starts[1:] = ends[:-1] + 1
+        return NormalizedText(data, starts, ends.astype(np.int64))
 
     def normalize_strings(self, values: Sequence[str]) -> list[str]:
         """The same normalisation for a few strings (terms at import, tests)."""
