@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import posixpath
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Container, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -60,8 +60,12 @@ def check_member(member: tarfile.TarInfo, path: Path) -> bool:
     return True
 
 
-def iter_samples(path: Path, read_images: bool) -> Iterator[Sample]:
-    """Stream samples from a tar, reading image bytes only when asked (seekable files skip the rest)."""
+def iter_samples(path: Path, read_images: bool, described: Container[str] = ()) -> Iterator[Sample]:
+    """Stream samples from a tar, reading image bytes only when asked (seekable files skip the rest).
+
+    Samples whose key is in `described` (rows the sidecar parquet already describes) skip their `.txt` and
+    `.json` members: the sidecar carries the same URL and caption, and reading them costs a share of a scan.
+    """
     seen: set[str] = set()
     current: Sample | None = None
     try:
@@ -85,6 +89,8 @@ def iter_samples(path: Path, read_images: bool) -> Iterator[Sample]:
                         current.image = handle.read() if handle else b""
                         if len(current.image) != member.size:
                             raise EOFError(f"member {member.name!r} is truncated")
+                elif key in described:
+                    continue
                 elif ext == "txt":
                     handle = archive.extractfile(member)
                     current.caption = handle.read().decode("utf-8", "replace") if handle else None
@@ -181,7 +187,7 @@ class WebDatasetShards(DatasetFormat):
         seen_rows = np.zeros(n_meta, dtype=bool)
         extra_row = n_meta
         pending: list[tuple[int, Sample]] = []
-        for sample in iter_samples(shard.path, read_images):
+        for sample in iter_samples(shard.path, read_images, key_to_row):
             row = key_to_row.get(sample.key)
             if row is None:
                 row, extra_row = extra_row, extra_row + 1
