@@ -12,12 +12,10 @@ RUN_DIR layout
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
 import time
 from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,6 +28,8 @@ import pyarrow.compute as pc
 from safeset import __version__
 from safeset.banks.store import BankInfo, BankStore
 from safeset.errors import InputError, SafesetError
+from safeset.exec.base import Executor
+from safeset.exec.local import LocalExecutor
 from safeset.findings import ERRORS_SCHEMA, FINDINGS_SCHEMA, TableBuilder
 from safeset.fsutil import make_private_dir, read_parquet, sha256_file, write_json, write_parquet
 from safeset.io.base import DatasetFormat, ShardRef
@@ -311,19 +311,6 @@ def _registrable_domains(urls: pa.Array | None, positions: np.ndarray) -> list[s
     return [registrable_domain(host_of(u)) if u else None for u in picked]
 
 
-_WORKER: ShardScanner | None = None
-
-
-def _worker_init(config: ScanConfig) -> None:
-    global _WORKER
-    _WORKER = ShardScanner(config)
-
-
-def _worker_scan(shard: ShardRef, read_images: bool, run_dir: str) -> ShardResult:
-    assert _WORKER is not None
-    return _WORKER.scan_shard(shard, read_images, Path(run_dir))
-
-
 @dataclass
 class ScanOutcome:
     summary: dict[str, Any]
@@ -337,7 +324,9 @@ def run_scan(
     resume: bool = False,
     on_start: Callable[[int, int], None] | None = None,
     on_shard: Callable[[ShardResult], None] | None = None,
+    executor: Executor | None = None,
 ) -> ScanOutcome:
+    """Scan every shard (on `executor`; by default `processes` local processes), then expand and merge."""
     started = datetime.now(UTC)
     scanner = ShardScanner(config)
     checked = scanner.check()
@@ -363,21 +352,7 @@ def run_scan(
     todo = [s for s in shards if s.id not in done]
     if on_start:
         on_start(len(shards), len(done))
-    if processes <= 1 or len(todo) <= 1:
-        for shard in todo:
-            result = scanner.scan_shard(shard, read_images, run_dir)
-            if on_shard:
-                on_shard(result)
-    else:
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(
-            max_workers=processes, mp_context=context, initializer=_worker_init, initargs=(config,)
-        ) as pool:
-            futures = [pool.submit(_worker_scan, shard, read_images, str(run_dir)) for shard in todo]
-            for future in as_completed(futures):
-                result = future.result()
-                if on_shard:
-                    on_shard(result)
+    (executor or LocalExecutor(processes)).run(scanner, config, todo, read_images, run_dir, on_shard)
     phase_one = _read_shard_tables(run_dir, shards)
     expansions = run_expansions(scanner, run_dir, shards, phase_one[0])
     summary = merge_run(run_dir, shards, scanner.banks, checked, started, phase_one, expansions, len(done))

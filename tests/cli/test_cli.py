@@ -73,3 +73,7 @@ def test_errors_are_one_clear_line(webdataset_dir: Path, tmp_path: Path) -> None
         "scan", webdataset_dir, "--banks", tmp_path / "b", "--out", tmp_path / "run", "--url-col", "link"
     )
     assert code == 2 and "'link' not found" in output and "url, caption, key" in output
+    code, output = invoke(
+        "scan", webdataset_dir, "--banks", tmp_path / "b", "--out", tmp_path / "r2", "--executor", "mpi"
+    )
+    assert code == 2 and "unknown executor 'mpi'" in output

@@ -167,6 +167,12 @@ def scan(
     caption_col: Annotated[str | None, typer.Option("--caption-col")] = None,
     key_col: Annotated[str | None, typer.Option("--key-col")] = None,
     processes: Annotated[int, typer.Option("--processes", min=1, help="Shards scanned in parallel.")] = 1,
+    executor: Annotated[
+        str, typer.Option("--executor", help="local (this machine, --processes) or ray (a Ray cluster).")
+    ] = "local",
+    ray_address: Annotated[
+        str | None, typer.Option("--ray-address", help="Ray cluster address (default: start or join a local one).")
+    ] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run in --out.")] = False,
     metadata_only: Annotated[
         bool, typer.Option("--metadata-only", help="Match on metadata (URLs, hash columns) without reading images.")
@@ -342,7 +348,15 @@ def scan(
             if result.error:
                 progress.console.print(f"[yellow]shard failed:[/] {result.error}", highlight=False)
 
-        outcome = run_scan(config, run_dir, processes=processes, resume=resume, on_start=on_start, on_shard=on_shard)
+        outcome = run_scan(
+            config,
+            run_dir,
+            processes=processes,
+            resume=resume,
+            on_start=on_start,
+            on_shard=on_shard,
+            executor=_executor(executor, processes, ray_address),
+        )
     print_scan_summary(outcome.summary)
     out.print(f"findings: {run_dir / 'findings.parquet'}   summary: {run_dir / 'summary.json'}")
 
@@ -438,6 +452,19 @@ def _non_default_options(**chosen: Any) -> dict[str, Any]:
 
     defaults = {**PDQ_OPTIONS, "duplicate_pdq": True}
     return {name: value for name, value in chosen.items() if value != defaults[name]}
+
+
+def _executor(name: str, processes: int, ray_address: str | None) -> Any:
+    from safeset.exec.local import LocalExecutor
+    from safeset.exec.ray import RayExecutor
+
+    if name == "local":
+        if ray_address:
+            raise SafesetError("--ray-address goes with --executor ray")
+        return LocalExecutor(processes)
+    if name == "ray":
+        return RayExecutor(address=ray_address, num_cpus=processes if processes > 1 else None)
+    raise SafesetError(f"unknown executor {name!r}; choose local or ray")
 
 
 def _progress() -> Progress:
