@@ -23,14 +23,13 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from safeset import __version__
 from safeset.banks.store import BankInfo, BankStore
 from safeset.errors import InputError, SafesetError
 from safeset.exec.base import Executor
 from safeset.exec.local import LocalExecutor
-from safeset.findings import ERRORS_SCHEMA, FINDINGS_SCHEMA, TableBuilder
+from safeset.findings import ERRORS_SCHEMA, FINDINGS_SCHEMA, TableBuilder, split_by_shard
 from safeset.fsutil import make_private_dir, read_parquet, sha256_file, write_json, write_parquet
 from safeset.io.base import DatasetFormat, ShardRef
 from safeset.io.columns import ColumnOptions
@@ -418,8 +417,8 @@ def merge_run(
     )
     write_parquet(run_dir / "findings.parquet", combined, private=True)
     write_parquet(run_dir / "errors.parquet", errors, private=True)
-    by_shard_findings = _split_by_shard(combined)
-    by_shard_errors = _split_by_shard(errors)
+    by_shard_findings = split_by_shard(combined)
+    by_shard_errors = split_by_shard(errors)
     for result in results:
         account = ShardResult(**result)
         _count_rows(
@@ -451,9 +450,3 @@ def merge_run(
     }
     write_json(run_dir / "summary.json", summary, private=True)
     return summary
-
-
-def _split_by_shard(table: pa.Table) -> dict[str, pa.Table]:
-    if table.num_rows == 0:
-        return {}
-    return {shard: table.filter(pc.equal(table["shard"], shard)) for shard in pc.unique(table["shard"]).to_pylist()}

@@ -21,6 +21,7 @@ import pyarrow.compute as pc
 
 from safeset import __version__
 from safeset.errors import SafesetError
+from safeset.findings import split_by_shard
 from safeset.fsutil import read_parquet, write_json, write_parquet
 from safeset.io.columns import ColumnOptions
 from safeset.io.detect import open_dataset
@@ -71,6 +72,8 @@ def clean_dataset(
     fmt = open_dataset(dataset, config["input_format"], ColumnOptions(**config["columns"]))
     findings = read_parquet(run_dir / "findings.parquet")
     errors = read_parquet(run_dir / "errors.parquet")
+    findings_by_shard, errors_by_shard = split_by_shard(findings), split_by_shard(errors)
+    empty_findings, empty_errors = findings.slice(0, 0), errors.slice(0, 0)
     per_shard = {r["shard"]: r for r in summary["shards"]}
     out.mkdir(parents=True, exist_ok=True)
 
@@ -88,12 +91,12 @@ def clean_dataset(
             if on_shard:
                 on_shard(account)
             continue
-        mine = findings.filter(pc.equal(findings["shard"], shard.id))
+        mine = findings_by_shard.get(shard.id, empty_findings)
         row_actions: dict[int, list[str]] = {}
         for row, action in zip(mine["row"].to_pylist(), mine["action"].to_pylist(), strict=True):
             row_actions.setdefault(row, []).append(action)
         removed_rows = sorted(r for r, acts in row_actions.items() if policy.drops(_strongest_action(acts)))
-        my_errors = errors.filter(pc.equal(errors["shard"], shard.id))
+        my_errors = errors_by_shard.get(shard.id, empty_errors)
         errored_rows = sorted(set(my_errors["row"].to_pylist()) - set(removed_rows))
         dropped = removed_rows + ([] if policy.keep_errored else errored_rows)
         cover_rows = _cover_rows(shard.id, result["rows_in"], cover_rate, policy.cover_seed, set(dropped))
