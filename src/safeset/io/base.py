@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
+import pyarrow as pa
 
 from safeset.io.batch import RowBatch
 from safeset.io.columns import ColumnOptions
@@ -56,15 +57,25 @@ class DatasetFormat(ABC):
     def iter_batches(self, shard: ShardRef, batch_rows: int, read_images: bool) -> Iterator[RowBatch]:
         """Stream the shard's rows. A shard-level problem raises InputError naming the file."""
 
+    def shard_files(self, shard: ShardRef) -> list[Path]:
+        """The files that make up the shard; the scan pins their size and content digest, and `clean`
+        refuses a shard whose files changed since."""
+        return [shard.path]
+
     def known_row_count(self, shard: ShardRef) -> int | None:
         """Rows in the shard if cheaply known (to account for rows of a shard that fails midway)."""
         return None
 
     @abstractmethod
-    def write_shard(self, shard: ShardRef, drop_rows: np.ndarray, out_root: Path) -> ShardWriteResult:
+    def write_shard(
+        self, shard: ShardRef, drop_rows: np.ndarray, out_root: Path, members: pa.Table | None = None
+    ) -> ShardWriteResult:
         """Write the shard to `out_root` (same relative path) without the rows in `drop_rows`.
 
-        Dropped rows' image bytes are never written. Everything else passes through unchanged.
+        Dropped rows' image bytes are never written. `members` is what the scan read of this shard
+        (MEMBERS_SCHEMA, formats that store samples as several files): only members listed there as checked
+        are copied, each verified against its digest as it is written; a member the scan did not see raises
+        InputError (the shard changed since the scan). Everything else passes through unchanged.
         """
 
     def relative_out(self, shard: ShardRef, out_root: Path, path: Path) -> Path:

@@ -10,13 +10,29 @@ import pyarrow as pa
 #: Metadata columns that carry image hashes computed when the dataset was downloaded (hex strings).
 HASH_ALGORITHMS: tuple[str, ...] = ("md5", "sha1", "sha256")
 
+#: Every stored member of a shard's samples as the scan read it (webdataset tar members). `clean` copies a
+#: member only when it is listed here with `checked` true and its bytes still have this digest, so a release
+#: carries, byte for byte, what the scan checked. `digest` is xxh3-128 of the member's bytes (null when the
+#: member was not read); `checked` is false for members the scan could not classify or check.
+MEMBERS_SCHEMA = pa.schema(
+    [
+        ("row", pa.int64()),
+        ("name", pa.string()),
+        ("size", pa.int64()),
+        ("digest", pa.binary(16)),
+        ("checked", pa.bool_()),
+    ]
+)
+
 
 @dataclass
 class RowBatch:
     """Rows of one shard, in the canonical shape every signal and matcher reads.
 
     `rows` are positions within the shard (the row index of its metadata table), so that findings
-    can be applied back to the shard when cleaning. `image` holds raw image bytes where the format
+    can be applied back to the shard when cleaning. A row may appear more than once: a sample with several
+    image members gives one entry per image (the first carries the row's URL and caption, the others only
+    their image), so that every image is hashed and matched; `row_count()` counts distinct rows. `image` holds raw image bytes where the format
     carries them (null for rows without an image); `read_errors` holds per-row problems found while
     reading (a tar member that could not be read, an image missing from its shard).
     """
@@ -34,6 +50,15 @@ class RowBatch:
     # `embedding_valid` is False where the row has none (a failed download without a vector, say).
     embeddings: np.ndarray | None = None
     embedding_valid: np.ndarray | None = None
+    # The members this batch's rows were read from (MEMBERS_SCHEMA), for formats that store samples as
+    # several files (webdataset); None for formats whose rows are whole records (parquet).
+    members: pa.Table | None = None
+
+    def row_count(self) -> int:
+        """Distinct rows in the batch (entries of one multi-image sample share their row)."""
+        if len(self.rows) < 2 or bool(np.all(self.rows[1:] > self.rows[:-1])):
+            return len(self.rows)
+        return len(np.unique(self.rows))
 
     def __len__(self) -> int:
         return len(self.rows)
