@@ -15,6 +15,10 @@ from safeset.io.batch import RowBatch
 from safeset.io.columns import ColumnOptions
 
 
+#: Generous: web images are far smaller, and a 100-megapixel PNG (the default pixel limit) fits.
+DEFAULT_MAX_MEMBER_BYTES = 512 * 1024 * 1024
+
+
 @dataclass(frozen=True)
 class ShardRef:
     """One shard: `id` is its path relative to the dataset root (stable across runs, used in findings)."""
@@ -40,6 +44,9 @@ class DatasetFormat(ABC):
         # Set by the scan: caption columns are long, and skipping them when no matcher reads captions
         # takes a large share off a metadata-only scan's parquet reading.
         self.read_captions = True
+        # Set by the scan: a stored member (tar member, image file) larger than this is an errored row, refused
+        # before any of it is read, so one crafted file cannot exhaust memory.
+        self.max_member_bytes = DEFAULT_MAX_MEMBER_BYTES
 
     @abstractmethod
     def shards(self) -> list[ShardRef]:
