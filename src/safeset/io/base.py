@@ -14,7 +14,6 @@ import pyarrow as pa
 from safeset.io.batch import RowBatch
 from safeset.io.columns import ColumnOptions
 
-
 #: Generous: web images are far smaller, and a 100-megapixel PNG (the default pixel limit) fits.
 DEFAULT_MAX_MEMBER_BYTES = 512 * 1024 * 1024
 

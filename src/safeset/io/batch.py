@@ -32,9 +32,9 @@ class RowBatch:
     `rows` are positions within the shard (the row index of its metadata table), so that findings
     can be applied back to the shard when cleaning. A row may appear more than once: a sample with several
     image members gives one entry per image (the first carries the row's URL and caption, the others only
-    their image), so that every image is hashed and matched; `row_count()` counts distinct rows. `image` holds raw image bytes where the format
-    carries them (null for rows without an image); `read_errors` holds per-row problems found while
-    reading (a tar member that could not be read, an image missing from its shard).
+    their image), so that every image is hashed and matched; `row_count()` counts distinct rows. `images`
+    holds raw image bytes where the format carries them (null for rows without an image); `read_errors` holds
+    per-row problems found while reading (a tar member that could not be read, an image missing from its shard).
     """
 
     shard: str
