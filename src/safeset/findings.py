@@ -38,8 +38,12 @@ class TableBuilder:
     def __len__(self) -> int:
         return len(self.columns[self.schema.names[0]])
 
-    def table(self) -> pa.Table:
+    def table(self, unique: bool = False) -> pa.Table:
+        """The rows sorted by shard, row and content; `unique` drops exact repeats (the entries of a multi-image
+        sample share the row's vector and columns, so a detector on those reports the row once per entry)."""
         table = pa.table(self.columns, schema=self.schema)
+        if unique and table.num_rows > 1:
+            table = table.group_by(self.schema.names, use_threads=False).aggregate([]).select(self.schema.names)
         order = [("shard", "ascending"), ("row", "ascending")] + [
             (n, "ascending") for n in ("bank", "detector", "evidence", "reason") if n in self.schema.names
         ]

@@ -4,9 +4,15 @@ RUN_DIR layout
   run.json                  the run's configuration (dataset, format, banks and their digests, options)
   shards/<id>.json          one shard's counts; written last, so its presence means the shard is done
   shards/<id>.findings.parquet, shards/<id>.errors.parquet
+  shards/<id>.members.parquet   the stored members the scan read and checked (webdataset), for `clean`
   findings.parquet          every finding: key, shard, row, detector, bank, evidence, action   (0600)
   errors.parquet            every row that could not be checked: key, shard, row, reason       (0600)
-  summary.json              rows in / flagged / errored, per shard and in total
+  summary.json              rows in / flagged / errored, per shard and in total, each shard's pinned files
+  releases/<id>/            one private record per `clean` (removed keys, accounting), never overwritten
+
+<id> is the shard's path relative to the dataset, percent-encoded so that distinct shards never share a file.
+Each shard's result records the size and xxh3-128 digest of the files it was read from ("pins"): `clean`
+refuses a shard whose files changed since the scan.
 """
 
 from __future__ import annotations
@@ -14,6 +20,8 @@ from __future__ import annotations
 import json
 import os
 import time
+import traceback
+import urllib.parse
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -30,8 +38,9 @@ from safeset.errors import InputError, SafesetError
 from safeset.exec.base import Executor
 from safeset.exec.local import LocalExecutor
 from safeset.findings import ERRORS_SCHEMA, FINDINGS_SCHEMA, TableBuilder, split_by_shard
-from safeset.fsutil import make_private_dir, read_parquet, sha256_file, write_json, write_parquet
-from safeset.io.base import DatasetFormat, ShardRef
+from safeset.fsutil import disk_full, file_pin, make_private_dir, read_parquet, sha256_file, write_json, write_parquet
+from safeset.io.base import DEFAULT_MAX_MEMBER_BYTES, DatasetFormat, ShardRef
+from safeset.io.batch import MEMBERS_SCHEMA
 from safeset.io.columns import ColumnOptions
 from safeset.io.detect import open_dataset
 from safeset.io.embeddings import EmbeddingSource, open_embeddings
@@ -55,6 +64,7 @@ class ScanConfig:
     metadata_only: bool = False
     batch_rows: int = 4096
     max_pixels: int = DEFAULT_MAX_PIXELS
+    max_member_bytes: int = DEFAULT_MAX_MEMBER_BYTES
     expanders: tuple[str, ...] = ()
     options: dict[str, Any] = field(default_factory=dict)  # detector settings (thresholds, paths)
 
@@ -71,6 +81,7 @@ class ScanConfig:
             "columns": asdict(self.columns),
             "metadata_only": self.metadata_only,
             "max_pixels": self.max_pixels,
+            "max_member_bytes": self.max_member_bytes,
             "banks": sorted(b.name + "=" + b.digest() for b in banks),
             "expanders": sorted(self.expanders),
             "options": {k: str(v) for k, v in sorted(self.options.items())},
@@ -89,10 +100,27 @@ class ShardResult:
     findings: int = 0
     error: str | None = None
     seconds: float = 0.0
+    # The shard's files as read: path relative to the dataset, size and xxh3-128 (see fsutil.file_pin).
+    pins: list[dict[str, Any]] = field(default_factory=list)
 
 
 def shard_file_stem(shard_id: str) -> str:
-    return shard_id.replace("/", "__").replace("\\", "__")
+    """The name of a shard's result files: its id percent-encoded, which is injective (`a/00000.tar` and
+    `a__00000.tar` stay apart) and leaves no path separator."""
+    return urllib.parse.quote(shard_id, safe="")
+
+
+def pin_shard(dataset: DatasetFormat, shard: ShardRef) -> list[dict[str, Any]]:
+    """Size and content digest of every file the shard is read from, keyed by path relative to the dataset."""
+    base = dataset.root if dataset.root.is_dir() else dataset.root.parent
+    pins = []
+    for path in dataset.shard_files(shard):
+        try:
+            relative = path.relative_to(base).as_posix()
+        except ValueError:
+            relative = str(path)
+        pins.append({"file": relative, **file_pin(path)})
+    return pins
 
 
 class ShardScanner:
@@ -106,6 +134,7 @@ class ShardScanner:
         wanted = {c for d in (*self.detectors, *self.rules) for c in d.columns}
         columns = replace(config.columns, extra_cols=tuple(sorted(set(config.columns.extra_cols) | wanted)))
         self.dataset: DatasetFormat = open_dataset(Path(config.dataset), config.input_format, columns)
+        self.dataset.max_member_bytes = config.max_member_bytes
         store = BankStore(Path(config.banks_dir))
         self.banks = [store.info(name) for name in config.bank_names]
         # Banks a rule names but the scan does not report on: their hits feed rules only.
@@ -190,55 +219,35 @@ class ShardScanner:
         return offer.has_images
 
     def scan_shard(self, shard: ShardRef, read_images: bool, run_dir: Path) -> ShardResult:
+        """Scan one shard and write its result files, the completion marker last.
+
+        Nothing a shard holds can stop the run: bad rows are errored rows; anything else that goes wrong
+        while reading the shard (an InputError, or an unexpected exception from a library fed hostile bytes)
+        fails this shard alone, all its rows counted as errored. Only a full disk stops the run.
+        """
         started = time.perf_counter()
         result = ShardResult(shard=shard.id)
         findings = TableBuilder(FINDINGS_SCHEMA)
         errors = TableBuilder(ERRORS_SCHEMA)
         kept_signals: list[pa.RecordBatch] = []
-        rows_seen = 0
+        members: list[pa.Table] = []
+        seen = _RowSet()
         try:
-            vectors = self.embedding_source().for_shard(shard) if self.batch_embeddings else None
-            for batch in self.dataset.iter_batches(shard, self.config.batch_rows, read_images):
-                rows_seen += len(batch)
-                if vectors is not None:
-                    batch.embeddings, batch.embedding_valid = vectors.take(batch.rows)
-                signals = Signals(batch, self.image_digests, self.config.max_pixels, self.config.options)
-                masks: dict[str, np.ndarray] = {}  # what each bank and detector hit, for rules
-                for matcher in (*self.matchers, *self.rule_matchers):
-                    reported = matcher in self.matchers
-                    for hits in matcher.match(signals):
-                        _mark(masks, len(batch), hits, f"bank:{matcher.info.name}")
-                        if reported:
-                            _record(findings, batch, hits, matcher.info.name, matcher.info.action)
-                for detector in self.detectors:
-                    for hits in detector.detect(signals):
-                        _mark(masks, len(batch), hits)
-                        _record(findings, batch, hits, detector.label, detector.action.value)
-                for rule in self.rules:
-                    for hits in rule.evaluate(signals, masks):
-                        _mark(masks, len(batch), hits, f"rule:{rule.label}")
-                        _record(findings, batch, hits, rule.label, rule.action.value)
-                if read_images or batch.read_errors is not None:
-                    problems = signals.image_errors()
-                    bad = np.flatnonzero(np.array([p is not None for p in problems], dtype=bool))
-                    errors.extend(
-                        key=batch.keys_at(bad),
-                        shard=[shard.id] * len(bad),
-                        row=batch.rows[bad].tolist(),
-                        reason=[problems[i] for i in bad],
-                    )
-                if self.row_signals:
-                    kept_signals.append(self._row_signal_batch(signals))
-        except InputError as exc:
-            result.rows_in = max(self.dataset.known_row_count(shard) or 0, rows_seen)
-            result.error = str(exc)
+            result.pins = pin_shard(self.dataset, shard)
+            self._scan_batches(shard, read_images, findings, errors, kept_signals, members, seen)
+        except Exception as exc:
+            if disk_full(exc):
+                raise
+            reason = str(exc) if isinstance(exc, InputError) else _internal_failure(shard, exc)
+            result.rows_in = max(self.dataset.known_row_count(shard) or 0, seen.count)
+            result.error = reason
             findings = TableBuilder(FINDINGS_SCHEMA)
             errors = TableBuilder(ERRORS_SCHEMA)
-            errors.extend(key=[""], shard=[shard.id], row=[-1], reason=[f"shard unreadable: {exc}"])
-            kept_signals = []
+            errors.extend(key=[""], shard=[shard.id], row=[-1], reason=[f"shard unreadable: {reason}"])
+            kept_signals, members = [], []
         else:
-            result.rows_in = rows_seen
-        finding_table, error_table = findings.table(), errors.table()
+            result.rows_in = seen.count
+        finding_table, error_table = findings.table(unique=True), errors.table(unique=True)
         _count_rows(result, finding_table, error_table)
         result.seconds = round(time.perf_counter() - started, 3)
         stem = shard_file_stem(shard.id)
@@ -248,10 +257,57 @@ class ShardScanner:
                 pa.Table.from_batches(kept_signals) if kept_signals else self._row_signal_schema().empty_table()
             )
             write_parquet(shards_dir / f"{stem}.signals.parquet", signal_table, private=True)
+        if members:
+            write_parquet(shards_dir / f"{stem}.members.parquet", pa.concat_tables(members), private=True)
         write_parquet(shards_dir / f"{stem}.findings.parquet", finding_table, private=True)
         write_parquet(shards_dir / f"{stem}.errors.parquet", error_table, private=True)
         write_json(shards_dir / f"{stem}.json", asdict(result), private=True)  # the completion marker, last
         return result
+
+    def _scan_batches(
+        self,
+        shard: ShardRef,
+        read_images: bool,
+        findings: TableBuilder,
+        errors: TableBuilder,
+        kept_signals: list[pa.RecordBatch],
+        members: list[pa.Table],
+        seen: _RowSet,
+    ) -> None:
+        vectors = self.embedding_source().for_shard(shard) if self.batch_embeddings else None
+        for batch in self.dataset.iter_batches(shard, self.config.batch_rows, read_images):
+            seen.add(batch.rows)
+            if batch.members is not None:
+                members.append(batch.members.cast(MEMBERS_SCHEMA))
+            if vectors is not None:
+                batch.embeddings, batch.embedding_valid = vectors.take(batch.rows)
+            signals = Signals(batch, self.image_digests, self.config.max_pixels, self.config.options)
+            masks: dict[str, np.ndarray] = {}  # what each bank and detector hit, for rules
+            for matcher in (*self.matchers, *self.rule_matchers):
+                reported = matcher in self.matchers
+                for hits in matcher.match(signals):
+                    _mark(masks, len(batch), hits, f"bank:{matcher.info.name}")
+                    if reported:
+                        _record(findings, batch, hits, matcher.info.name, matcher.info.action)
+            for detector in self.detectors:
+                for hits in detector.detect(signals):
+                    _mark(masks, len(batch), hits)
+                    _record(findings, batch, hits, detector.label, detector.action.value)
+            for rule in self.rules:
+                for hits in rule.evaluate(signals, masks):
+                    _mark(masks, len(batch), hits, f"rule:{rule.label}")
+                    _record(findings, batch, hits, rule.label, rule.action.value)
+            if read_images or batch.read_errors is not None:
+                problems = signals.image_errors()
+                bad = np.flatnonzero(np.array([p is not None for p in problems], dtype=bool))
+                errors.extend(
+                    key=batch.keys_at(bad),
+                    shard=[shard.id] * len(bad),
+                    row=batch.rows[bad].tolist(),
+                    reason=[problems[i] for i in bad],
+                )
+            if self.row_signals:
+                kept_signals.append(self._row_signal_batch(signals))
 
     def _row_signal_schema(self) -> pa.Schema:
         fields = [("row", pa.int64()), ("key", pa.string())]
@@ -263,6 +319,34 @@ class ShardScanner:
         columns = [pa.array(batch.rows, type=pa.int64()), pa.array(batch.keys_at(np.arange(len(batch))))]
         columns += [ROW_SIGNALS[name][1](signals) for name in self.row_signals]
         return pa.RecordBatch.from_arrays(columns, schema=self._row_signal_schema())
+
+
+class _RowSet:
+    """Distinct rows seen in a shard (entries of a multi-image sample share a row; batches need not be in row
+    order), as a growing bitmap: vectorised, and one byte per row however the rows arrive."""
+
+    def __init__(self) -> None:
+        self._seen = np.zeros(0, dtype=bool)
+        self.count = 0
+
+    def add(self, rows: np.ndarray) -> None:
+        if len(rows) == 0:
+            return
+        top = int(rows.max()) + 1
+        if top > len(self._seen):
+            grown = np.zeros(max(top, 2 * len(self._seen)), dtype=bool)
+            grown[: len(self._seen)] = self._seen
+            self._seen = grown
+        before = self._seen[rows]
+        self._seen[rows] = True
+        self.count += len(np.unique(rows[~before])) if not before.all() else 0
+
+
+def _internal_failure(shard: ShardRef, exc: Exception) -> str:
+    """A reason for an exception no reader anticipated: the shard fails with it instead of the whole run."""
+    where = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+    at = f" at {Path(where.filename).name}:{where.lineno}" if where else ""
+    return f"{shard.path}: unexpected {type(exc).__name__} while reading{at}: {exc}"
 
 
 def _record(findings: TableBuilder, batch: Any, hits: Hits, bank: str, action: str) -> None:
@@ -332,10 +416,9 @@ def run_scan(
     read_images = bool(checked["read_images"])
     fingerprint = config.fingerprint(scanner.all_banks)
     run_json = run_dir / "run.json"
+    check_run_dir(run_dir, Path(config.dataset), resume)
     if run_json.exists():
-        if not resume:
-            raise SafesetError(f"{run_dir} already holds a run; pass --resume to continue it, or choose another --out")
-        previous = json.loads(run_json.read_text()).get("fingerprint")
+        previous = load_json(run_json, "run record").get("fingerprint")
         if previous != fingerprint:
             raise SafesetError(f"{run_dir} holds a run with other settings or banks; it cannot be resumed with these")
     make_private_dir(run_dir)
@@ -347,7 +430,7 @@ def run_scan(
     )
 
     shards = scanner.dataset.shards()
-    done = {s.id for s in shards if (run_dir / "shards" / f"{shard_file_stem(s.id)}.json").exists()}
+    done = {s.id for s in shards if _is_plain_file(run_dir / "shards" / f"{shard_file_stem(s.id)}.json")}
     todo = [s for s in shards if s.id not in done]
     if on_start:
         on_start(len(shards), len(done))
@@ -356,6 +439,52 @@ def run_scan(
     expansions = run_expansions(scanner, run_dir, shards, phase_one[0])
     summary = merge_run(run_dir, shards, scanner.banks, checked, started, phase_one, expansions, len(done))
     return ScanOutcome(summary, run_dir)
+
+
+def _is_plain_file(path: Path) -> bool:
+    """A regular file, not a symlink: a marker planted as a link to elsewhere does not mark a shard done."""
+    return not path.is_symlink() and path.is_file()
+
+
+def check_run_dir(run_dir: Path, dataset: Path, resume: bool) -> None:
+    """`--out` must be new, empty, or a safeset run to resume; never the dataset or inside it, where a resumed
+    scan would read its own outputs as data."""
+    target, data = run_dir.resolve(), dataset.resolve()
+    if target == data or (data.is_dir() and data in target.parents):
+        raise SafesetError(f"--out {run_dir} is inside the dataset {dataset}; choose a folder outside it")
+    if target.exists() and not target.is_dir():
+        raise SafesetError(f"--out {run_dir} exists and is not a folder")
+    if not target.is_dir():
+        return
+    try:
+        entries = {p.name for p in target.iterdir()}
+    except OSError as exc:
+        raise SafesetError(f"--out {run_dir} cannot be read: {exc.strerror or exc}") from None
+    if not entries:
+        return
+    if "run.json" not in entries:
+        raise SafesetError(f"--out {run_dir} is not empty and holds no safeset run; choose a new or empty folder")
+    if not resume:
+        raise SafesetError(f"{run_dir} already holds a run; pass --resume to continue it, or choose another --out")
+
+
+def load_json(path: Path, what: str) -> dict[str, Any]:
+    """A run-dir JSON file, or one clear line saying which file is damaged."""
+    try:
+        value = json.loads(path.read_text("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise SafesetError(f"{path}: the {what} is unreadable or damaged ({exc}); start a new run") from None
+    if not isinstance(value, dict):
+        raise SafesetError(f"{path}: the {what} is damaged (not a JSON object); start a new run")
+    return value
+
+
+def load_parquet(path: Path, schema: pa.Schema) -> pa.Table:
+    """A run-dir table in its schema, or one clear line naming the damaged file."""
+    try:
+        return read_parquet(path).cast(schema)
+    except (OSError, pa.ArrowException, ValueError) as exc:
+        raise SafesetError(f"{path}: unreadable or damaged run file ({exc}); start a new run") from None
 
 
 def _read_shard_tables(run_dir: Path, shards: list[ShardRef]) -> tuple[pa.Table, pa.Table, list[dict[str, Any]]]:
@@ -367,9 +496,9 @@ def _read_shard_tables(run_dir: Path, shards: list[ShardRef]) -> tuple[pa.Table,
         marker = shard_dir / f"{stem}.json"
         if not marker.exists():
             raise SafesetError(f"shard {shard.id} has no result in {shard_dir}; run the scan again with --resume")
-        results.append(json.loads(marker.read_text()))
-        finding_tables.append(read_parquet(shard_dir / f"{stem}.findings.parquet").cast(FINDINGS_SCHEMA))
-        error_tables.append(read_parquet(shard_dir / f"{stem}.errors.parquet").cast(ERRORS_SCHEMA))
+        results.append(load_json(marker, f"result of shard {shard.id}"))
+        finding_tables.append(load_parquet(shard_dir / f"{stem}.findings.parquet", FINDINGS_SCHEMA))
+        error_tables.append(load_parquet(shard_dir / f"{stem}.errors.parquet", ERRORS_SCHEMA))
     findings = pa.concat_tables(finding_tables) if finding_tables else FINDINGS_SCHEMA.empty_table()
     errors = pa.concat_tables(error_tables) if error_tables else ERRORS_SCHEMA.empty_table()
     return findings, errors, results

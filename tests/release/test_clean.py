@@ -94,15 +94,17 @@ def test_manifest_has_counts_only_and_removals_stay_private(
 ) -> None:
     banks, known = md5_bank
     scan(webdataset_dir, banks, tmp_path / "run")
-    clean(webdataset_dir, tmp_path / "run", tmp_path / "release")
+    manifest = clean(webdataset_dir, tmp_path / "run", tmp_path / "release")
     public = (tmp_path / "release" / "_safeset" / "release.json").read_text()
     for row in known:
         assert row.key not in public and row.url not in public
     assert release_manifest(tmp_path / "release")["rows_removed"] == 3
-    for private in ("removed.parquet", "findings.parquet", "errors.parquet", "summary.json"):
+    record = Path("releases") / manifest["release_id"]
+    for private in (record / "removed.parquet", "findings.parquet", "errors.parquet", "summary.json"):
         assert stat.S_IMODE((tmp_path / "run" / private).stat().st_mode) == 0o600
     assert stat.S_IMODE((tmp_path / "run").stat().st_mode) == 0o700
-    assert set(pq.read_table(tmp_path / "run" / "removed.parquet")["key"].to_pylist()) == {r.key for r in known}
+    removed = pq.read_table(tmp_path / "run" / record / "removed.parquet")
+    assert set(removed["key"].to_pylist()) == {r.key for r in known}
 
 
 def test_release_refuses_unsafe_targets(

@@ -15,6 +15,8 @@ from rich.table import Table
 
 from safeset.banks.store import KINDS, BankStore
 from safeset.errors import SafesetError
+from safeset.fsutil import disk_full
+from safeset.io.base import DEFAULT_MAX_MEMBER_BYTES
 from safeset.io.columns import ColumnOptions
 from safeset.policy.actions import Action, ReleasePolicy
 from safeset.registry import load_plugins
@@ -22,10 +24,17 @@ from safeset.signals.text import STEPS, parse_steps
 
 load_plugins()  # so that --kind help lists every registered kind
 
+EXIT_CODES_HELP = (
+    "Exit status: 0 every shard was read to its end; 1 the run finished but some shards failed or were read "
+    "incompletely (results for the rest are complete; failed shards' rows are counted as errored), or the disk "
+    "filled up; 2 refused before any work (usage, missing column, bad bank, changed dataset)."
+)
+
 app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
-    help="Audit and clean image-text datasets against banks of known material, without viewing images.",
+    help="Audit and clean image-text datasets against banks of known material, without viewing images. "
+    + EXIT_CODES_HELP,
 )
 bank_app = typer.Typer(no_args_is_help=True, help="Import and list banks: lists of known items to match.")
 app.add_typer(bank_app, name="bank")
@@ -44,6 +53,19 @@ def friendly(func: F) -> F:
             return func(*args, **kwargs)
         except SafesetError as exc:
             console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+        except OSError as exc:
+            full = disk_full(exc)
+            if full is not None:
+                where = f" writing {full.filename}" if full.filename else ""
+                console.print(
+                    f"[bold red]error:[/] no space left on device{where}; free space and run again (scan: --resume)",
+                    highlight=False,
+                    soft_wrap=True,
+                )
+                raise typer.Exit(1) from None
+            where = f"{exc.filename}: " if exc.filename else ""
+            console.print(f"[bold red]error:[/] {where}{exc.strerror or exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
 
     return wrapper  # type: ignore[return-value]
@@ -185,6 +207,12 @@ def scan(
     max_pixels: Annotated[
         int, typer.Option("--max-pixels", help="Images above this are errored, not decoded.")
     ] = 100_000_000,
+    max_member_bytes: Annotated[
+        int,
+        typer.Option(
+            "--max-member-bytes", min=1, help="Tar members and image files above this are errored, unread."
+        ),
+    ] = DEFAULT_MAX_MEMBER_BYTES,
     neighbors: Annotated[
         bool,
         typer.Option(
@@ -268,7 +296,11 @@ def scan(
         typer.Option("--duplicate-pdq/--no-duplicate-pdq", help="'duplicate' expander: also copies by PDQ radius."),
     ] = True,
 ) -> None:
-    """Match a dataset against banks; write findings.parquet and summary.json to --out."""
+    """Match a dataset against banks; write findings.parquet and summary.json to --out.
+
+    Exit status: 0 every shard read to its end; 1 the run finished but some shards failed (named in the summary,
+    their rows counted as errored; the other shards' results are complete); 2 refused before any work.
+    """
     from safeset.signals.pdq import MODES
 
     if pdq_mode not in MODES:
@@ -325,6 +357,7 @@ def scan(
         metadata_only=metadata_only,
         batch_rows=batch_rows,
         max_pixels=max_pixels,
+        max_member_bytes=max_member_bytes,
         expanders=expanders,
         options={
             **options,
@@ -359,6 +392,14 @@ def scan(
         )
     print_scan_summary(outcome.summary)
     out.print(f"findings: {run_dir / 'findings.parquet'}   summary: {run_dir / 'summary.json'}")
+    failed = outcome.summary["shards_failed"]
+    if failed:
+        console.print(
+            f"[yellow]{failed} of {outcome.summary['shards_total']} shards failed[/]; their rows are counted as "
+            "errored (see summary.json); exit status 1",
+            highlight=False,
+        )
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -381,8 +422,21 @@ def clean(
         ),
     ] = 0.0,
     cover_seed: Annotated[int, typer.Option("--cover-seed", help="Seed for the cover rows (keep it private).")] = 0,
+    allow_failed_shards: Annotated[
+        bool,
+        typer.Option(
+            "--allow-failed-shards",
+            help="Exit 0 although some shards failed in the scan (they are withheld either way; the release "
+            "record lists them).",
+        ),
+    ] = False,
 ) -> None:
-    """Write the release in the dataset's own format without flagged rows; check that every row is accounted for."""
+    """Write the release in the dataset's own format without flagged rows; check that every row is accounted for.
+
+    The release is staged beside --out and published only when every shard passed its accounting and its files
+    still match the digests the scan pinned. Exit status: 0 released; 1 released, but shards the scan could not
+    read were withheld (0 with --allow-failed-shards); 2 refused, nothing released.
+    """
     from safeset.release.clean import clean_dataset
 
     with _progress() as progress:
@@ -395,11 +449,21 @@ def clean(
                 drop_review=drop_review, keep_errored=keep_errored, cover_ratio=cover_ratio, cover_seed=cover_seed
             ),
             on_shard=lambda account: progress.advance(task),
+            allow_failed_shards=allow_failed_shards,
         )
     table = Table("rows in", "kept", "removed", "errored", title="release")
     table.add_row(*(str(manifest[k]) for k in ("rows_in", "rows_kept", "rows_removed", "rows_errored")))
     out.print(table)
-    out.print(f"release: {release}   (removed keys: {run_dir / 'removed.parquet'}, private)")
+    out.print(f"release: {release}   (removed keys and accounting: {manifest['record']}, private)")
+    if manifest["shards_failed"]:
+        console.print(
+            f"[yellow]{manifest['shards_failed']} shards failed in the scan and were withheld:[/] "
+            + ", ".join(manifest["failed_shards"][:10]),
+            highlight=False,
+            soft_wrap=True,
+        )
+        if not allow_failed_shards:
+            raise typer.Exit(1)
 
 
 @app.command("hash")

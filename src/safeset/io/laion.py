@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
+import pyarrow as pa
 
 from safeset.errors import InputError
 from safeset.fsutil import atomic_path
@@ -45,24 +46,32 @@ class LaionEmbeddingDataset(ParquetDataset):
             raise InputError(f"no .parquet files in {METADATA_FOLDER}/", self.root)
         return super().check()
 
-    def write_shard(self, shard: ShardRef, drop_rows: np.ndarray, out_root: Path) -> ShardWriteResult:
-        result = super().write_shard(shard, drop_rows, out_root)
+    def embedding_parts(self, shard: ShardRef) -> list[Path]:
+        """The embedding arrays row-aligned with this metadata part (one per embedding folder present)."""
         number = shard_number(shard.path)
-        drop = np.unique(np.asarray(drop_rows, dtype=np.int64))
+        parts = []
         for folder in EMBEDDING_FOLDERS:
             source_dir = self.root / folder
-            if not source_dir.is_dir():
-                continue
-            matches = [p for p in sorted(source_dir.glob("*.npy")) if shard_number(p) == number]
-            if not matches:
-                continue
-            written = _write_filtered_npy(matches[0], drop, self.relative_out(shard, out_root, matches[0]))
+            if source_dir.is_dir():
+                matches = [p for p in sorted(source_dir.glob("*.npy")) if shard_number(p) == number]
+                parts.extend(matches[:1])
+        return parts
+
+    def shard_files(self, shard: ShardRef) -> list[Path]:
+        return [shard.path, *self.embedding_parts(shard)]
+
+    def write_shard(
+        self, shard: ShardRef, drop_rows: np.ndarray, out_root: Path, members: pa.Table | None = None
+    ) -> ShardWriteResult:
+        result = super().write_shard(shard, drop_rows, out_root)
+        drop = np.unique(np.asarray(drop_rows, dtype=np.int64))
+        for part in self.embedding_parts(shard):
+            written = _write_filtered_npy(part, drop, self.relative_out(shard, out_root, part))
             if written != result.rows_written:
                 raise InputError(
-                    f"{written} rows written from the embeddings but {result.rows_written} from {shard.path}",
-                    matches[0],
+                    f"{written} rows written from the embeddings but {result.rows_written} from {shard.path}", part
                 )
-            result.files.append((out_root / matches[0].relative_to(self.root)).relative_to(out_root).as_posix())
+            result.files.append(part.relative_to(self.root).as_posix())
         return result
 
 

@@ -1,13 +1,25 @@
 """Cleaning: rewrite each shard without the rows a scan's findings (and errors) say must go.
 
-Invariant, checked per shard at the end of every run: rows in = rows kept + rows removed + rows errored.
-The release gets a manifest of counts only; the list of removed keys stays in the run directory (0600),
-because published next to the release it would be a roadmap to the removed material.
+What a release guarantees:
+  * Every input row is accounted for: rows in = rows kept + rows removed + rows errored, checked per shard and
+    in total before anything is published.
+  * It carries only bytes the scan checked: each shard's files must still have the size and digest the scan
+    pinned (a changed shard is refused, by name), and formats that store samples as several files copy only the
+    members the scan read and checked, verifying each one's digest as it is written.
+  * It is published whole or not at all: shards are written into a staging folder beside `--out`, which is
+    renamed into place only when every shard has passed; on any failure `--out` is left as it was.
+  * Rows of shards the scan could not read are withheld (counted as errored); the run still ends with exit
+    status 1 unless failed shards are explicitly allowed.
+The release gets a manifest of counts only; the list of removed keys stays in the run directory
+(`RUN_DIR/releases/<id>/`, 0600, one record per release, never overwritten), because published next to the
+release it would be a roadmap to the removed material.
 """
 
 from __future__ import annotations
 
-import json
+import os
+import secrets
+import shutil
 import zlib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -20,12 +32,18 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from safeset import __version__
-from safeset.errors import SafesetError
-from safeset.findings import split_by_shard
-from safeset.fsutil import read_parquet, write_json, write_parquet
+from safeset.errors import InputError, SafesetError
+from safeset.findings import ERRORS_SCHEMA, FINDINGS_SCHEMA, split_by_shard
+from safeset.fsutil import disk_full, make_private_dir, write_json, write_parquet
+from safeset.io.base import DatasetFormat, ShardRef
+from safeset.io.batch import MEMBERS_SCHEMA
 from safeset.io.columns import ColumnOptions
 from safeset.io.detect import open_dataset
+from safeset.io.parquet import ParquetDataset
 from safeset.policy.actions import ACTION_RANK, Action, ReleasePolicy
+from safeset.scan import load_json, load_parquet, pin_shard, shard_file_stem
+
+RELEASES_FOLDER = "releases"
 
 
 @dataclass
@@ -48,103 +66,257 @@ def _strongest_action(actions: list[str]) -> Action:
     return max((Action(a) for a in actions), key=lambda a: ACTION_RANK[a])
 
 
+def new_release_id() -> str:
+    """Sortable by time, unique however many releases one run gets."""
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+
+
 def clean_dataset(
     dataset: Path,
     run_dir: Path,
     out: Path,
     policy: ReleasePolicy | None = None,
     on_shard: Callable[[ShardAccount], None] | None = None,
+    allow_failed_shards: bool = False,
 ) -> dict[str, Any]:
+    """Write the release to `out` (published atomically) and its private record under RUN_DIR/releases/<id>/.
+
+    Returns the full accounting; `shards_failed` counts shards withheld because the scan could not read them.
+    """
     policy = policy or ReleasePolicy()
     summary_path = run_dir / "summary.json"
     run_path = run_dir / "run.json"
-    if not summary_path.exists() or not run_path.exists():
+    if not summary_path.is_file() or not run_path.is_file():
         raise SafesetError(f"{run_dir} holds no finished scan (summary.json missing); run `safeset scan` first")
-    summary = json.loads(summary_path.read_text())
-    config = json.loads(run_path.read_text())["config"]
-    if Path(config["dataset"]).resolve() != dataset.resolve():
-        raise SafesetError(f"{run_dir} is a scan of {config['dataset']}, not of {dataset}")
-    if out.resolve() == dataset.resolve() or dataset.resolve() in out.resolve().parents:
-        raise SafesetError("the release must be written outside the dataset folder")
-    if out.exists() and any(out.iterdir()):
-        raise SafesetError(f"{out} exists and is not empty; choose a new release folder")
+    summary = load_json(summary_path, "scan summary")
+    config = load_json(run_path, "run record").get("config") or {}
+    if Path(config.get("dataset", "")).resolve() != dataset.resolve():
+        raise SafesetError(f"{run_dir} is a scan of {config.get('dataset')}, not of {dataset}")
+    _check_out(out, dataset)
 
     fmt = open_dataset(dataset, config["input_format"], ColumnOptions(**config["columns"]))
-    findings = read_parquet(run_dir / "findings.parquet")
-    errors = read_parquet(run_dir / "errors.parquet")
+    if config.get("metadata_only") and (summary.get("dataset") or {}).get("offer", {}).get("has_images"):
+        raise SafesetError(
+            f"the scan in {run_dir} did not read the images (--metadata-only), and {dataset} carries image bytes: "
+            "a release carries only bytes the scan checked; scan without --metadata-only first"
+        )
+    findings = load_parquet(run_dir / "findings.parquet", FINDINGS_SCHEMA)
+    errors = load_parquet(run_dir / "errors.parquet", ERRORS_SCHEMA)
     findings_by_shard, errors_by_shard = split_by_shard(findings), split_by_shard(errors)
     empty_findings, empty_errors = findings.slice(0, 0), errors.slice(0, 0)
     per_shard = {r["shard"]: r for r in summary["shards"]}
-    out.mkdir(parents=True, exist_ok=True)
 
+    release_id = new_release_id()
+    staging = out.parent / f".{out.name}.staging-{release_id}"
     cover_rate = _cover_rate(policy, summary, findings)
     accounts: list[ShardAccount] = []
     removed_parts: list[pa.Table] = []
-    for shard in fmt.shards():
-        result = per_shard.get(shard.id)
-        if result is None:
-            raise SafesetError(f"shard {shard.id} is not in the scan in {run_dir}; the dataset changed since the scan")
-        if result["error"]:
-            # A shard that could not be read is withheld whole, and all of it counts as errored.
-            account = ShardAccount(shard.id, result["rows_in"], 0, 0, result["rows_in"], note=result["error"])
+    try:
+        staging.mkdir(parents=True)
+        for shard in fmt.shards():
+            result = per_shard.get(shard.id)
+            if result is None:
+                raise SafesetError(
+                    f"shard {shard.id} is not in the scan in {run_dir}; the dataset changed since the scan"
+                )
+            if result["error"]:
+                # A shard that could not be read is withheld whole, and all of it counts as errored.
+                account = ShardAccount(shard.id, result["rows_in"], 0, 0, result["rows_in"], note=result["error"])
+            else:
+                _check_pins(fmt, shard, result)
+                mine = findings_by_shard.get(shard.id, empty_findings)
+                account, removed = _clean_shard(
+                    fmt,
+                    shard,
+                    result,
+                    mine,
+                    errors_by_shard.get(shard.id, empty_errors),
+                    policy,
+                    cover_rate,
+                    staging,
+                    run_dir,
+                )
+                if removed is not None:
+                    removed_parts.append(removed)
+            if account.rows_in != account.rows_kept + account.rows_removed + account.rows_errored:
+                raise AccountingError(
+                    f"shard {shard.id}: rows in {account.rows_in} != kept {account.rows_kept} + removed "
+                    f"{account.rows_removed} + errored {account.rows_errored}; nothing was released"
+                )
             accounts.append(account)
             if on_shard:
                 on_shard(account)
-            continue
-        mine = findings_by_shard.get(shard.id, empty_findings)
-        row_actions: dict[int, list[str]] = {}
-        for row, action in zip(mine["row"].to_pylist(), mine["action"].to_pylist(), strict=True):
-            row_actions.setdefault(row, []).append(action)
-        removed_rows = sorted(r for r, acts in row_actions.items() if policy.drops(_strongest_action(acts)))
-        my_errors = errors_by_shard.get(shard.id, empty_errors)
-        errored_rows = sorted(set(my_errors["row"].to_pylist()) - set(removed_rows))
-        dropped = removed_rows + ([] if policy.keep_errored else errored_rows)
-        cover_rows = _cover_rows(shard.id, result["rows_in"], cover_rate, policy.cover_seed, set(dropped))
-        dropped += cover_rows
-        written = fmt.write_shard(shard, np.array(sorted(dropped), dtype=np.int64), out)
-        n_errored = 0 if policy.keep_errored else len(errored_rows)
-        account = ShardAccount(
-            shard=shard.id,
-            rows_in=result["rows_in"],
-            rows_kept=written.rows_written,
-            rows_removed=len(removed_rows) + len(cover_rows),
-            rows_errored=n_errored,
-            rows_removed_cover=len(cover_rows),
-            files=written.files,
-        )
-        if account.rows_in != account.rows_kept + account.rows_removed + account.rows_errored:
-            raise AccountingError(
-                f"shard {shard.id}: rows in {account.rows_in} != kept {account.rows_kept} + removed "
-                f"{account.rows_removed} + errored {account.rows_errored}; the release is incomplete"
-            )
-        accounts.append(account)
-        if removed_rows:
-            keyed = mine.filter(pc.is_in(mine["row"], value_set=pa.array(removed_rows, type=pa.int64())))
-            removed_parts.append(keyed.select(["key", "shard", "row", "detector", "bank", "action"]))
-        if on_shard:
-            on_shard(account)
 
-    totals = {
-        k: sum(getattr(a, k) for a in accounts)
-        for k in ("rows_in", "rows_kept", "rows_removed", "rows_errored", "rows_removed_cover")
-    }
-    if totals["rows_in"] != totals["rows_kept"] + totals["rows_removed"] + totals["rows_errored"]:
-        raise AccountingError(f"totals do not reconcile: {totals}")
-    manifest = {
-        **totals,
-        "policy": asdict(policy),
-        "shards": [asdict(a) for a in accounts],
-        "source_scan": {"run_dir": str(run_dir.resolve()), "banks": [b["name"] for b in summary["banks"]]},
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "safeset_version": __version__,
-    }
-    # Counts only; kept under _safeset/ so img2dataset's "*.json means finished shard" rule ignores it.
-    write_json(out / "_safeset" / "release.json", _public_manifest(manifest))
-    removed = pa.concat_tables(removed_parts) if removed_parts else None
-    if removed is not None:
-        write_parquet(run_dir / "removed.parquet", removed, private=True)
-    write_json(run_dir / "release_accounting.json", manifest, private=True)
+        totals = {
+            k: sum(getattr(a, k) for a in accounts)
+            for k in ("rows_in", "rows_kept", "rows_removed", "rows_errored", "rows_removed_cover")
+        }
+        if totals["rows_in"] != totals["rows_kept"] + totals["rows_removed"] + totals["rows_errored"]:
+            raise AccountingError(f"totals do not reconcile: {totals}; nothing was released")
+        failed = [a.shard for a in accounts if a.note]
+        manifest = {
+            **totals,
+            "release_id": release_id,
+            "shards_failed": len(failed),
+            "failed_shards": failed,
+            "failed_shards_allowed": allow_failed_shards,
+            "policy": asdict(policy),
+            "shards": [asdict(a) for a in accounts],
+            "source_scan": {"run_dir": str(run_dir.resolve()), "banks": [b["name"] for b in summary["banks"]]},
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            "safeset_version": __version__,
+        }
+        # Counts only; kept under _safeset/ so img2dataset's "*.json means finished shard" rule ignores it.
+        write_json(staging / "_safeset" / "release.json", _public_manifest(manifest))
+        record = _write_record(run_dir, release_id, manifest, removed_parts)
+        try:
+            _publish(staging, out)
+        except BaseException:
+            shutil.rmtree(record, ignore_errors=True)
+            raise
+    except BaseException as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        full = disk_full(exc) if isinstance(exc, Exception) else None
+        if full is not None:
+            raise SafesetError(
+                f"no space left on device ({full.filename or out}); nothing was released, free space and run "
+                "`safeset clean` again"
+            ) from None
+        if isinstance(exc, InputError):
+            raise SafesetError(f"{exc}; nothing was released") from None
+        raise
+    manifest["record"] = str(run_dir / RELEASES_FOLDER / release_id)
     return manifest
+
+
+def _check_out(out: Path, dataset: Path) -> None:
+    target, data = out.resolve(), dataset.resolve()
+    if target == data or data in target.parents or (data.is_file() and target == data.parent):
+        raise SafesetError("the release must be written outside the dataset folder")
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise SafesetError(f"{out} exists and is not an empty folder; choose a new release folder")
+
+
+def _check_pins(fmt: DatasetFormat, shard: ShardRef, result: dict[str, Any]) -> None:
+    """Refuse a shard whose files are not, byte for byte, the ones the scan read."""
+    pinned = result.get("pins")
+    if not pinned:
+        raise SafesetError(f"shard {shard.id}: the scan recorded no file digests (an older run); scan it again")
+    try:
+        current = pin_shard(fmt, shard)
+    except OSError as exc:
+        raise SafesetError(f"shard {shard.id} cannot be read ({exc.strerror or exc}); nothing was released") from None
+    if current != pinned:
+        before = {p["file"]: p for p in pinned}
+        changed = sorted(
+            {p["file"] for p in current if before.get(p["file"]) != p} | (before.keys() - {p["file"] for p in current})
+        )
+        raise SafesetError(
+            f"shard {shard.id} changed since the scan ({', '.join(changed)}: size or content differs); "
+            "scan it again; nothing was released"
+        )
+
+
+def _clean_shard(
+    fmt: DatasetFormat,
+    shard: ShardRef,
+    result: dict[str, Any],
+    mine: pa.Table,
+    my_errors: pa.Table,
+    policy: ReleasePolicy,
+    cover_rate: float,
+    staging: Path,
+    run_dir: Path,
+) -> tuple[ShardAccount, pa.Table | None]:
+    row_actions: dict[int, list[str]] = {}
+    for row, action in zip(mine["row"].to_pylist(), mine["action"].to_pylist(), strict=True):
+        row_actions.setdefault(row, []).append(action)
+    removed_rows = sorted(r for r, acts in row_actions.items() if policy.drops(_strongest_action(acts)))
+    errored_rows = sorted(set(my_errors["row"].to_pylist()) - set(removed_rows))
+    dropped = removed_rows + ([] if policy.keep_errored else errored_rows)
+    cover_rows = _cover_rows(shard.id, result["rows_in"], cover_rate, policy.cover_seed, set(dropped))
+    dropped += cover_rows
+    drop = np.array(sorted(dropped), dtype=np.int64)
+    drop = _positions_by_key(fmt, shard, drop, mine, my_errors)
+    members_path = run_dir / "shards" / f"{shard_file_stem(shard.id)}.members.parquet"
+    members = load_parquet(members_path, MEMBERS_SCHEMA) if members_path.is_file() else None
+    written = fmt.write_shard(shard, drop, staging, members)
+    account = ShardAccount(
+        shard=shard.id,
+        rows_in=result["rows_in"],
+        rows_kept=written.rows_written,
+        rows_removed=len(removed_rows) + len(cover_rows),
+        rows_errored=0 if policy.keep_errored else len(errored_rows),
+        rows_removed_cover=len(cover_rows),
+        files=written.files,
+    )
+    removed = None
+    if removed_rows:
+        keyed = mine.filter(pc.is_in(mine["row"], value_set=pa.array(removed_rows, type=pa.int64())))
+        removed = keyed.select(["key", "shard", "row", "detector", "bank", "action"])
+    return account, removed
+
+
+def _positions_by_key(
+    fmt: DatasetFormat, shard: ShardRef, drop: np.ndarray, findings: pa.Table, errors: pa.Table
+) -> np.ndarray:
+    """For keyed parquet shards whose keys are unique, the dropped rows' positions looked up by key.
+
+    The pinned digest already guarantees an unchanged file; removing by key keeps a row's fate bound to its
+    identity rather than to its position, and a key the file no longer holds at all refuses the shard.
+    """
+    if not isinstance(fmt, ParquetDataset) or len(drop) == 0:
+        return drop
+    key_column = fmt.column_map(shard).key
+    if key_column is None:
+        return drop
+    import pyarrow.parquet as pq
+
+    keys = pc.cast(pq.ParquetFile(shard.path).read(columns=[key_column])[key_column], pa.string())
+    if keys.null_count or pc.count_distinct(keys).as_py() != len(keys):
+        return drop  # missing or duplicate keys: positions are the only identity
+    recorded = pa.concat_tables([findings.select(["row", "key"]), errors.select(["row", "key"])])
+    by_row = dict(zip(recorded["row"].to_pylist(), recorded["key"].to_pylist(), strict=True))
+    wanted = [(int(r), by_row.get(int(r))) for r in drop]
+    keyed = [(r, k) for r, k in wanted if k]
+    positions = pc.index_in(pa.array([k for _, k in keyed], type=pa.string()), value_set=keys).to_pylist()
+    missing = [k for (_, k), p in zip(keyed, positions, strict=True) if p is None]
+    if missing:
+        raise SafesetError(f"shard {shard.id} no longer holds key {missing[0]!r} the scan flagged; scan it again")
+    unkeyed = [r for r, k in wanted if not k]  # cover rows: position is their identity
+    return np.array(sorted({*unkeyed, *(int(p) for p in positions)}), dtype=np.int64)
+
+
+def _write_record(run_dir: Path, release_id: str, manifest: dict[str, Any], removed_parts: list[pa.Table]) -> Path:
+    """The release's private record: removed keys and full accounting, in a folder of its own."""
+    record = run_dir / RELEASES_FOLDER / release_id
+    make_private_dir(run_dir / RELEASES_FOLDER)
+    make_private_dir(record)
+    removed = (
+        pa.concat_tables(removed_parts)
+        if removed_parts
+        else pa.table({c: pa.array([], type=t) for c, t in _REMOVED_COLUMNS})
+    )
+    write_parquet(record / "removed.parquet", removed, private=True)
+    write_json(record / "accounting.json", manifest, private=True)
+    return record
+
+
+_REMOVED_COLUMNS = (
+    ("key", pa.string()),
+    ("shard", pa.string()),
+    ("row", pa.int64()),
+    ("detector", pa.string()),
+    ("bank", pa.string()),
+    ("action", pa.string()),
+)
+
+
+def _publish(staging: Path, out: Path) -> None:
+    """Move the finished release into place in one rename (an empty `out` is replaced)."""
+    if out.is_dir():
+        out.rmdir()  # checked empty up front; fails loudly if something appeared meanwhile
+    os.replace(staging, out)
 
 
 def _cover_rate(policy: ReleasePolicy, summary: dict[str, Any], findings: pa.Table) -> float:
@@ -165,8 +337,12 @@ def _cover_rows(shard: str, rows_in: int, rate: float, seed: int, taken: set[int
 
 
 def _public_manifest(manifest: dict[str, Any]) -> dict[str, Any]:
-    """Per-shard counts without the run directory's path or any keys."""
-    public = {k: v for k, v in manifest.items() if k not in ("source_scan", "policy", "rows_removed_cover")}
+    """Per-shard counts without the run directory's path, any keys, or the release's private record id."""
+    public = {
+        k: v
+        for k, v in manifest.items()
+        if k not in ("source_scan", "policy", "rows_removed_cover", "release_id", "failed_shards_allowed")
+    }
     public["shards"] = [
         {k: v for k, v in shard.items() if k in ("shard", "rows_in", "rows_kept", "rows_removed", "rows_errored")}
         for shard in manifest["shards"]
