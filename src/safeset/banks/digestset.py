@@ -15,6 +15,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from safeset.errors import InputError
+
 
 def prefixes(digests: np.ndarray) -> np.ndarray:
     """First 8 bytes of each digest as uint64, ordered like the bytes (big-endian)."""
@@ -24,6 +26,33 @@ def prefixes(digests: np.ndarray) -> np.ndarray:
 def filter_bits_for(count: int) -> int:
     # About 8 bitmap bits per entry keeps the false-pass rate near 12 %; capped at 2^30 bits (128 MiB).
     return int(min(30, max(12, np.ceil(np.log2(max(count, 1))) + 3)))
+
+
+def unique_rows(digests: np.ndarray) -> np.ndarray:
+    """Distinct rows of an (n, k) uint8 array in lexicographic byte order: the result of
+    `np.unique(digests, axis=0)`, which sorts opaque void records (~6 s per million MD5s). Here the rows are
+    sorted on their first 8 bytes as a big-endian integer (whose order is the bytes' order); only rows sharing
+    those 8 bytes (duplicates, in practice) are then ordered on the rest."""
+    n, width = digests.shape
+    if n == 0:
+        return digests
+    padded = np.zeros((n, -(-width // 8) * 8), dtype=np.uint8)
+    padded[:, :width] = digests
+    words = padded.view(">u8").astype(np.uint64)
+    order = np.argsort(words[:, 0], kind="stable")
+    leading = words[order, 0]
+    same = leading[1:] == leading[:-1]
+    tied = np.zeros(n, dtype=bool)
+    tied[1:] |= same
+    tied[:-1] |= same
+    if tied.any() and words.shape[1] > 1:
+        at = np.flatnonzero(tied)  # runs of equal first words, in ascending order of that word
+        rows = order[at]
+        order[at] = rows[np.lexsort(words[rows].T[::-1])]  # the first word stays the primary key
+    ordered = words[order]
+    first = np.ones(n, dtype=bool)
+    first[1:] = (ordered[1:] != ordered[:-1]).any(axis=1)
+    return np.ascontiguousarray(digests[order[first]])
 
 
 @dataclass
@@ -42,29 +71,33 @@ class DigestSet:
 
     @classmethod
     def build(cls, digests: np.ndarray) -> DigestSet:
-        digests = np.ascontiguousarray(digests, dtype=np.uint8)
-        if len(digests):
-            digests = np.unique(digests, axis=0)  # sorted lexicographically, which is prefix order
+        digests = unique_rows(np.ascontiguousarray(digests, dtype=np.uint8))  # sorted: prefix order
         prefix = prefixes(digests) if len(digests) else np.zeros(0, dtype=np.uint64)
         bits = filter_bits_for(len(digests))
         table = np.zeros(1 << bits, dtype=bool)
         table[(prefix >> np.uint64(64 - bits)).astype(np.int64)] = True
         return cls(digests, prefix, np.packbits(table, bitorder="little"), bits)
 
+    FILES = ("digests.npy", "prefix.npy", "bitmap.npy")
+
     def save(self, folder: Path) -> None:
-        np.save(folder / "digests.npy", self.digests)
-        np.save(folder / "prefix.npy", self.prefix)
-        np.save(folder / "bitmap.npy", self.bitmap)
+        for name, array in zip(self.FILES, (self.digests, self.prefix, self.bitmap), strict=True):
+            np.save(folder / name, array)
 
     @classmethod
     def load(cls, folder: Path, bits: int) -> DigestSet:
-        # Memory-mapped: worker processes share the pages, and a 20 M-entry bank opens instantly.
-        return cls(
-            np.load(folder / "digests.npy", mmap_mode="r"),
-            np.load(folder / "prefix.npy", mmap_mode="r"),
-            np.load(folder / "bitmap.npy", mmap_mode="r"),
-            bits,
-        )
+        """Memory-mapped: worker processes share the pages, and a 20 M-entry bank opens instantly. A missing or
+        damaged file is an InputError naming it, never a traceback."""
+        arrays = []
+        for name in cls.FILES:
+            try:
+                arrays.append(np.load(folder / name, mmap_mode="r"))
+            except (OSError, ValueError, EOFError) as exc:
+                raise InputError(f"bank {folder.name!r}: cannot load stored file ({exc})", folder / name) from exc
+        digests, prefix, bitmap = arrays
+        if digests.ndim != 2 or prefix.shape != (len(digests),) or len(bitmap) * 8 != 1 << bits:
+            raise InputError(f"bank {folder.name!r}: stored digest files do not agree", folder)
+        return cls(digests, prefix, bitmap, bits)
 
     def contains(self, queries: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
         """Boolean mask: which query digests (n, k) are in the set (rows with valid=False never are)."""

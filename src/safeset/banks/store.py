@@ -1,4 +1,8 @@
-"""The bank directory: `BANK_DIR/<name>/bank.json` (provenance) beside the kind's compact entry files."""
+"""The bank directory: `BANK_DIR/<name>/bank.json` (provenance) beside the kind's compact entry files.
+
+bank.json also records every stored file's size and SHA-256, so that a bank damaged after import (a deleted or
+truncated `.npy`, a half-copied folder) is refused by name when a scan opens it, instead of failing deep in a
+matcher; `BankStore.verify` re-reads the digests for a full check."""
 
 from __future__ import annotations
 
@@ -17,12 +21,12 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from safeset.banks.digestset import DigestSet
-from safeset.banks.listfile import ListValues, invalid_report, read_list
+from safeset.banks.listfile import InvalidLines, ListFormat, ListValues, read_list
 from safeset.errors import InputError, SafesetError
 from safeset.fsutil import PRIVATE_FILE_MODE, make_private_dir, sha256_file, write_json
 from safeset.policy.actions import Action
 from safeset.signals.digests import DIGEST_SIZES, hex_to_digests
-from safeset.signals.urls import NORMALIZERS, normalize_domain
+from safeset.signals.urls import NORMALIZERS, normalize_domain, registrable_domain
 
 BANK_FORMAT_VERSION = 1
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -60,53 +64,77 @@ class ImportResult:
 
 
 class BankKind(ABC):
-    """One kind of list: how to import it from a file and how to store it."""
+    """One kind of list: how its file is read and checked, how it is stored, and which files hold it.
+
+    Every kind reads its file with `listfile.read_list` (one reader, one header rule for all kinds) and marks
+    the rows its checks refuse in an `InvalidLines`; `check` is also what decides whether a first line that
+    names a column is a header (it is, only if it is not a valid entry)."""
 
     name: str
     default_action: ClassVar[Action] = Action.REMOVE
     description: str = ""
     #: Kind-specific `bank add` options this kind accepts (e.g. `match` for terms); others are refused.
     accepted_options: ClassVar[frozenset[str]] = frozenset()
+    list_format: ListFormat = ListFormat()
+
+    def read(self, source: Path, column: str | None) -> ListValues:
+        return read_list(source, self.list_format, column, lambda listing: self.check(listing).good)
 
     def import_file(
         self, source: Path, column: str | None, folder: Path, skip_invalid: bool, options: dict[str, Any]
     ) -> dict[str, Any]:
-        """Read the list file and import it; kinds with their own file format or options override this."""
-        return self.import_values(read_list(source, column), folder, source, skip_invalid)
+        """Read the list file and import it; kinds with options or several files override this."""
+        listing = self.read(source, column)
+        counts = self.import_values(listing, folder, source, skip_invalid)
+        counts.setdefault("details", {}).update(listing.details())
+        return counts
+
+    @abstractmethod
+    def check(self, listing: ListValues) -> InvalidLines:
+        """Mark the rows that are not valid entries of this kind, with the reason."""
 
     @abstractmethod
     def import_values(self, values: ListValues, folder: Path, source: Path, skip_invalid: bool) -> dict[str, Any]:
         """Validate and store entries; return counts (`entries`, `skipped_invalid`, `duplicates`, ...)."""
 
-    @staticmethod
-    def reject_or_skip(values: ListValues, bad: np.ndarray, source: Path, reason: str, skip_invalid: bool) -> int:
-        """Refuse a list with invalid lines (naming them), or count them when the user chose to skip."""
-        n_bad = int(bad.sum())
-        if n_bad and not skip_invalid:
-            lines, shown = values.lines[bad], values.values.filter(pa.array(bad))
-            raise InputError(invalid_report(source, lines, shown, reason), source, int(lines[0]))
-        return n_bad
+    @abstractmethod
+    def stored_files(self, details: dict[str, Any]) -> list[str]:
+        """Files a bank of this kind keeps beside bank.json (a KeyError if `details` lack what names them)."""
 
 
 class DigestKind(BankKind):
     """Cryptographic hashes of image bytes (or of normalised URLs), as hex; one instance per kind."""
 
-    def __init__(self, name: str, algorithm: str, description: str) -> None:
+    def __init__(self, name: str, algorithm: str, description: str, safeset_hash_field: str | None = None) -> None:
         self.name = name
         self.algorithm = algorithm
         self.description = description
+        names = (algorithm, f"{algorithm}_hash", "hash", "signal_value", "indicator", "value")
+        self.list_format = ListFormat(entry_columns=names, safeset_hash_field=safeset_hash_field)
+
+    def check(self, listing: ListValues) -> InvalidLines:
+        invalid = InvalidLines(listing)
+        digests, valid = hex_to_digests(listing.values, DIGEST_SIZES[self.algorithm])
+        invalid.add(~valid, f"not a {self.algorithm} hex digest")
+        invalid.derived["digests"] = digests
+        return invalid
 
     def import_values(self, values: ListValues, folder: Path, source: Path, skip_invalid: bool) -> dict[str, Any]:
-        digests, valid = hex_to_digests(values.values, DIGEST_SIZES[self.algorithm])
-        skipped = self.reject_or_skip(values, ~valid, source, f"not a {self.algorithm} hex digest", skip_invalid)
-        dset = DigestSet.build(digests[valid])
+        invalid = self.check(values)
+        skipped = invalid.settle(skip_invalid)
+        good = invalid.good
+        dset = DigestSet.build(invalid.derived["digests"][good])
         dset.save(folder)
         return {
             "entries": len(dset),
             "skipped_invalid": skipped,
-            "duplicates": int(valid.sum()) - len(dset),
+            "duplicates": int(good.sum()) - len(dset),
             "details": {"bitmap_bits": dset.bits, "algorithm": self.algorithm},
         }
+
+    def stored_files(self, details: dict[str, Any]) -> list[str]:
+        int(details["bitmap_bits"])  # the matcher needs it to read the bitmap
+        return list(DigestSet.FILES)
 
 
 class UrlDigestKind(DigestKind):
@@ -114,6 +142,11 @@ class UrlDigestKind(DigestKind):
     in `url_forms` (default: all of them, i.e. the ThreatExchange form and the canonical form)."""
 
     accepted_options: ClassVar[frozenset[str]] = frozenset({"url_forms"})
+
+    def __init__(self, name: str, algorithm: str, description: str) -> None:
+        super().__init__(name, algorithm, description)
+        names = (f"url_{algorithm}", "url_hash", algorithm, "hash", "signal_value", "indicator", "value")
+        self.list_format = ListFormat(entry_columns=names)
 
     def import_file(
         self, source: Path, column: str | None, folder: Path, skip_invalid: bool, options: dict[str, Any]
@@ -129,18 +162,44 @@ class UrlDigestKind(DigestKind):
         return counts
 
 
+def _mask(values: pa.Array) -> np.ndarray:
+    return np.asarray(pc.fill_null(values, False).to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def public_suffix_hosts(hosts: pa.Array, rows: np.ndarray) -> np.ndarray:
+    """Which of the selected rows' hosts are public suffixes (`co.kr`, `com`, `github.io`, a single label):
+    an entry there would cover every site registered under it. Checked once per distinct host."""
+    public = np.zeros(len(hosts), dtype=bool)
+    chosen = np.flatnonzero(rows)
+    if not len(chosen):
+        return public
+    selected = hosts.take(pa.array(chosen))
+    distinct = pc.unique(selected)
+    verdict = pa.array([registrable_domain(h or "") is None for h in distinct.to_pylist()], type=pa.bool_())
+    public[chosen] = _mask(pc.take(verdict, pc.index_in(selected, value_set=distinct)))
+    return public
+
+
 class UrlKind(BankKind):
     name = "url"
     description = "plain URLs, matched under every URL normal form"
+    list_format = ListFormat(entry_columns=("url", "urls", "link", "uri", "indicator", "value"))
 
-    def import_values(self, values: ListValues, folder: Path, source: Path, skip_invalid: bool) -> dict[str, Any]:
+    def check(self, listing: ListValues) -> InvalidLines:
         from safeset.signals.urls import hosts_array
 
-        hosts = hosts_array(values.values)
-        bad = ~np.asarray(pc.fill_null(pc.not_equal(hosts, ""), False).to_numpy(zero_copy_only=False), dtype=bool)
-        bad |= np.asarray(pc.match_substring_regex(values.values, r"\s").to_numpy(zero_copy_only=False))
-        skipped = self.reject_or_skip(values, bad, source, "not a URL with a host", skip_invalid)
-        good = values.values.filter(pa.array(~bad))
+        invalid = InvalidLines(listing)
+        hosts = hosts_array(listing.values)
+        # A host of the web has a dot (or is an IPv6 literal); a lone word such as a header's `url` is no URL.
+        web_host = _mask(pc.or_(pc.match_substring(hosts, "."), pc.match_substring(hosts, ":")))
+        spaced = _mask(pc.match_substring_regex(listing.values, r"\s"))
+        invalid.add(~web_host | spaced, "not a URL with a host")
+        return invalid
+
+    def import_values(self, values: ListValues, folder: Path, source: Path, skip_invalid: bool) -> dict[str, Any]:
+        invalid = self.check(values)
+        skipped = invalid.settle(skip_invalid)
+        good = values.values.filter(pa.array(invalid.good))
         columns = {name: normalizer.normalize_array(good) for name, normalizer in NORMALIZERS.items()}
         pq.write_table(pa.table(columns), folder / "urls.parquet")
         unique = len(pc.unique(columns["canonical"]))
@@ -150,6 +209,9 @@ class UrlKind(BankKind):
             "duplicates": len(good) - unique,
             "details": {"normalizers": list(columns)},
         }
+
+    def stored_files(self, details: dict[str, Any]) -> list[str]:
+        return ["urls.parquet"]
 
 
 class ExcludeUrlKind(UrlKind):
@@ -161,23 +223,36 @@ class ExcludeUrlKind(UrlKind):
 class DomainKind(BankKind):
     name = "domain"
     description = "domains; a row matches when its URL's host is the domain or a subdomain of it"
+    list_format = ListFormat(entry_columns=("domain", "domains", "host", "hostname", "indicator", "value"))
+
+    def check(self, listing: ListValues) -> InvalidLines:
+        invalid = InvalidLines(listing)
+        normalised: list[str] = []
+        for entry in listing.values.to_pylist():
+            try:
+                normalised.append(normalize_domain(entry))
+            except (UnicodeError, ValueError):
+                normalised.append("")
+        malformed = np.array([not _DOMAIN.match(d) or "." not in d for d in normalised], dtype=bool)
+        invalid.add(malformed, "not a domain name")
+        domains = pa.array(normalised, type=pa.string())
+        invalid.add(
+            public_suffix_hosts(domains, ~malformed),
+            "a public suffix, which covers every site registered under it; list the sites themselves",
+        )
+        invalid.derived["domains"] = normalised
+        return invalid
 
     def import_values(self, values: ListValues, folder: Path, source: Path, skip_invalid: bool) -> dict[str, Any]:
-        normalised: list[str] = []
-        bad = np.zeros(len(values.values), dtype=bool)
-        for i, entry in enumerate(values.values.to_pylist()):
-            try:
-                domain = normalize_domain(entry)
-            except (UnicodeError, ValueError):
-                domain = ""
-            if not _DOMAIN.match(domain) or "." not in domain:
-                bad[i] = True
-            else:
-                normalised.append(domain)
-        skipped = self.reject_or_skip(values, bad, source, "not a domain name", skip_invalid)
+        invalid = self.check(values)
+        skipped = invalid.settle(skip_invalid)
+        normalised = [d for d, ok in zip(invalid.derived["domains"], invalid.good, strict=True) if ok]
         unique = sorted(set(normalised))
         pq.write_table(pa.table({"domain": pa.array(unique, type=pa.string())}), folder / "domains.parquet")
         return {"entries": len(unique), "skipped_invalid": skipped, "duplicates": len(normalised) - len(unique)}
+
+    def stored_files(self, details: dict[str, Any]) -> list[str]:
+        return ["domains.parquet"]
 
 
 class ExcludeDomainKind(DomainKind):
@@ -189,7 +264,7 @@ class ExcludeDomainKind(DomainKind):
 KINDS: dict[str, BankKind] = {
     k.name: k
     for k in (
-        DigestKind("md5", "md5", "MD5 of image bytes (hex per line, or a CSV column)"),
+        DigestKind("md5", "md5", "MD5 of image bytes (hex per line, a CSV column, or `safeset hash` output)", "md5"),
         DigestKind("sha1", "sha1", "SHA-1 of image bytes"),
         DigestKind("sha256", "sha256", "SHA-256 of image bytes"),
         UrlKind(),
@@ -206,6 +281,23 @@ KINDS: dict[str, BankKind] = {
 def register_kind(kind: BankKind) -> None:
     """Later capabilities (perceptual hashes, terms) add their kinds here."""
     KINDS[kind.name] = kind
+
+
+def _stored_file_problem(path: Path, recorded: dict[str, Any] | None) -> str | None:
+    """Why a bank's stored file cannot be used, or None. Cheap: sizes and headers, not contents."""
+    if not path.is_file():
+        return "stored file missing"
+    size = path.stat().st_size
+    if recorded is not None and size != recorded.get("bytes"):
+        return f"stored file has {size} bytes, {recorded.get('bytes')} were written"
+    try:
+        if path.suffix == ".npy":
+            np.load(path, mmap_mode="r")  # parses the header and maps the data: checks shape against size
+        elif path.suffix == ".parquet":
+            pq.read_metadata(path)
+    except (OSError, ValueError, EOFError, pa.ArrowException) as exc:
+        return f"stored file is damaged ({exc})"
+    return None
 
 
 class BankStore:
@@ -267,6 +359,10 @@ class BankStore:
             )
             if column:
                 info.details["column"] = column
+            info.details["stored_files"] = {
+                path.name: {"bytes": path.stat().st_size, "sha256": sha256_file(path)}
+                for path in sorted(staging.iterdir())
+            }
             write_json(staging / "bank.json", asdict(info), private=True)
             for path in staging.iterdir():
                 path.chmod(PRIVATE_FILE_MODE)
@@ -279,14 +375,17 @@ class BankStore:
         return info
 
     def list(self) -> list[BankInfo]:
+        """Provenance of every bank (their stored files are checked when a bank is opened with `info`)."""
         if not self.root.is_dir():
             return []
         infos = []
         for meta in sorted(self.root.glob("*/bank.json")):
-            infos.append(self.info(meta.parent.name))
+            infos.append(self.info(meta.parent.name, check_files=False))
         return infos
 
-    def info(self, name: str) -> BankInfo:
+    def info(self, name: str, *, check_files: bool = True) -> BankInfo:
+        """A bank's provenance; with `check_files`, also refuse a bank whose stored files are missing or damaged
+        (sizes and headers: cheap enough for every scan), naming the bank and the file."""
         import json
 
         path = self.folder(name) / "bank.json"
@@ -294,10 +393,50 @@ class BankStore:
             raise SafesetError(f"no bank named {name!r} in {self.root}")
         try:
             data = json.loads(path.read_text())
-            return BankInfo(**data)
-        except (json.JSONDecodeError, TypeError) as exc:
-            raise InputError(f"corrupt bank metadata: {exc}", path) from exc
+            info = BankInfo(**data)
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, TypeError) as exc:
+            raise InputError(f"bank {name!r}: corrupt bank metadata: {exc}", path) from exc
+        if not isinstance(info.details, dict):
+            raise InputError(f"bank {name!r}: corrupt bank metadata: details is not an object", path)
+        if check_files:
+            self._check_stored_files(info)
+        return info
+
+    def _stored_files(self, info: BankInfo) -> dict[str, dict[str, Any] | None]:
+        """Files the bank must hold: those its kind names and those recorded at import (with size, digest)."""
+        recorded = info.details.get("stored_files")
+        files: dict[str, dict[str, Any] | None] = dict(recorded) if isinstance(recorded, dict) else {}
+        kind = KINDS.get(info.kind)
+        if kind is not None:  # an unknown kind is refused by the scan, which names the kinds it has
+            try:
+                expected = kind.stored_files(info.details)
+            except (KeyError, TypeError, ValueError) as exc:
+                path = self.folder(info.name) / "bank.json"
+                raise InputError(f"bank {info.name!r}: bank metadata lacks {exc}; re-import the bank", path) from exc
+            files.update({name: files.get(name) for name in expected})
+        return files
+
+    def _check_stored_files(self, info: BankInfo) -> None:
+        folder = self.folder(info.name)
+        for name, recorded in sorted(self._stored_files(info).items()):
+            problem = _stored_file_problem(folder / name, recorded if isinstance(recorded, dict) else None)
+            if problem:
+                raise InputError(
+                    f"bank {info.name!r} is damaged: {problem}; re-import it with `safeset bank add --replace`",
+                    folder / name,
+                )
+
+    def verify(self, name: str) -> BankInfo:
+        """Full check of a bank: every stored file present and with the SHA-256 recorded at import."""
+        info = self.info(name)
+        folder = self.folder(name)
+        for file_name, recorded in sorted(self._stored_files(info).items()):
+            if isinstance(recorded, dict) and sha256_file(folder / file_name) != recorded.get("sha256"):
+                raise InputError(
+                    f"bank {name!r} is damaged: stored file changed since import; re-import it", folder / file_name
+                )
+        return info
 
     def remove(self, name: str) -> None:
-        self.info(name)
+        self.info(name, check_files=False)
         shutil.rmtree(self.folder(name))

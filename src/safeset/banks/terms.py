@@ -1,9 +1,12 @@
 """Term banks: words and phrases screened in captions, with optional language and weight, and co-occurrence rules.
 
-File formats (one term or phrase per line; blank lines and lines starting with `#` are skipped):
+File formats (one term or phrase per line; read by `listfile` like every kind: BOM, CRLF, blank lines and `#`
+comments, line numbers, invalid UTF-8 named by line):
   plain     `term`, or tab-separated `term<TAB>lang<TAB>weight` (lang and weight optional, may be empty)
-  CSV       with `--column NAME` for the terms; columns named `lang` (or `language`) and `weight`, when the
-            header has them, give each term's language and weight
+  CSV/TSV   with a header: the column chosen with `--column NAME` or, without it, named `term` (or `phrase`,
+            `keyword`, ...); columns named `lang` (or `language`) and `weight`, when the header has them, give
+            each term's language and weight. A first line is a header only if it is not a valid term line
+            (`term<TAB>lang<TAB>weight` is one: `lang` is no language tag) and names a column.
 
 A bank stores its terms already normalised with the steps chosen at import (all by default), so captions
 are normalised the same way at scan time. With `--near FILE --within N` the bank is a co-occurrence rule:
@@ -13,25 +16,22 @@ Term lists are sensitive: the bank keeps them private (0600) and findings name t
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import math
 import re
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from safeset.banks.listfile import ListValues, read_list
+from safeset.banks.listfile import InvalidLines, ListFormat, ListValues, SplitLines, read_list
 from safeset.banks.store import BankKind, register_kind
-from safeset.errors import InputError, SafesetError
+from safeset.errors import SafesetError
 from safeset.fsutil import sha256_file
 from safeset.policy.actions import Action
 from safeset.signals.text import STEPS, TextNormalizer
@@ -43,69 +43,28 @@ TERMS_FILE = "terms.parquet"
 MAIN_LIST, NEAR_LIST = 0, 1
 
 
-@dataclass
-class TermList:
-    """Terms of one file with their 1-based source line numbers (`lang` empty and `weight` 1 by default)."""
+def split_term_line(values: pa.Array) -> SplitLines:
+    """`term<TAB>lang<TAB>weight` (lang and weight optional, may be empty); more than three fields is no term."""
+    parts = pc.split_pattern(values, "\t")
+    count = np.asarray(pc.list_value_length(parts).to_numpy(zero_copy_only=False))
 
-    terms: pa.Array  # string
-    langs: pa.Array  # string, "" where not given
-    weights: pa.Array  # string as written, "" where not given
-    lines: np.ndarray  # int64
+    def field(i: int) -> pa.Array:
+        has = pa.array(count > i)
+        return pc.utf8_trim_whitespace(pc.list_element(pc.if_else(has, parts, None), i))
 
-
-def read_terms(path: Path, column: str | None) -> TermList:
-    if column is None:
-        values = read_list(path)
-        parts = pc.split_pattern(values.values, "\t")
-        count = np.asarray(pc.list_value_length(parts).to_numpy(zero_copy_only=False))
-        if (count > 3).any():
-            bad = count > 3
-            lines = values.lines[bad]
-            raise InputError(
-                f"{int(bad.sum())} lines with more than three tab-separated fields (term, lang, weight),"
-                f" first at line {int(lines[0])}",
-                path,
-                int(lines[0]),
-            )
-        padded = pc.list_slice(parts, 0, 3, return_fixed_size_list=False)
-
-        def field(i: int) -> pa.Array:
-            has = pa.array(count > i)
-            return pc.utf8_trim_whitespace(pc.if_else(has, pc.list_element(pc.if_else(has, padded, None), i), ""))
-
-        return TermList(field(0), field(1), field(2), values.lines)
-    return _read_csv_terms(path, column)
+    return SplitLines(
+        field(0),
+        {"lang": field(1), "weight": field(2)},
+        count > 3,
+        "more than three tab-separated fields (term, lang, weight)",
+    )
 
 
-def _read_csv_terms(path: Path, column: str) -> TermList:
-    with path.open("r", encoding="utf-8", errors="replace", newline="") as handle:
-        header = next(csv.reader(handle), [])
-    if column not in header:
-        raise InputError(f"column {column!r} not in CSV header ({', '.join(header)})", path, 1)
-    lang_col = next((c for c in ("lang", "language") if c in header), None)
-    weight_col = "weight" if "weight" in header else None
-    wanted = [c for c in (column, lang_col, weight_col) if c]
-    try:
-        table = pacsv.read_csv(
-            path,
-            read_options=pacsv.ReadOptions(block_size=1 << 24),
-            parse_options=pacsv.ParseOptions(ignore_empty_lines=False),
-            convert_options=pacsv.ConvertOptions(
-                include_columns=wanted, column_types=dict.fromkeys(wanted, pa.string())
-            ),
-        )
-    except (pa.ArrowInvalid, OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot parse term list: {exc}", path) from exc
-
-    def col(name: str | None) -> pa.Array:
-        if name is None:
-            return pa.array([""] * table.num_rows, type=pa.string())
-        return pc.utf8_trim_whitespace(pc.fill_null(table[name].combine_chunks(), ""))
-
-    terms = col(column)
-    keep = pc.and_(pc.not_equal(terms, ""), pc.invert(pc.starts_with(terms, "#")))
-    lines = np.flatnonzero(np.asarray(keep.to_numpy(zero_copy_only=False), dtype=bool)).astype(np.int64) + 2
-    return TermList(terms.filter(keep), col(lang_col).filter(keep), col(weight_col).filter(keep), lines)
+TERM_FORMAT = ListFormat(
+    entry_columns=("term", "terms", "phrase", "keyword", "word", "value"),
+    optional_columns={"lang": ("lang", "language"), "weight": ("weight",)},
+    split_line=split_term_line,
+)
 
 
 def settings_digest(settings: dict[str, Any]) -> str:
@@ -118,6 +77,7 @@ class TermKind(BankKind):
     default_action = Action.REVIEW  # a caption match alone is weak evidence: a candidate for review
     description = "words and phrases screened in captions (optional lang and weight columns)"
     accepted_options: ClassVar[frozenset[str]] = frozenset({"match", "normalize", "near", "within", "min_score"})
+    list_format = TERM_FORMAT
 
     def import_values(self, values: ListValues, folder: Path, source: Path, skip_invalid: bool) -> dict[str, Any]:
         return self.import_file(source, None, folder, skip_invalid, {})
@@ -146,6 +106,7 @@ class TermKind(BankKind):
             "normalization": list(normalizer.steps),
             "languages": main_stats["languages"],
             "min_score": float(min_score) if min_score is not None else None,
+            **main_stats["list"],
         }
         settings: dict[str, Any] = {"match": mode, "normalization": list(normalizer.steps), "min_score": min_score}
         skipped, duplicates = main_stats["skipped"], main_stats["duplicates"]
@@ -161,6 +122,7 @@ class TermKind(BankKind):
                 "within_tokens": int(within),  # type: ignore[arg-type]
                 "skipped_invalid": near_stats["skipped"],
                 "languages": near_stats["languages"],
+                **near_stats["list"],
             }
             settings.update(near_sha256=near_sha, within=int(within))  # type: ignore[arg-type]
             skipped += near_stats["skipped"]
@@ -169,40 +131,48 @@ class TermKind(BankKind):
         pq.write_table(pa.concat_tables(tables), folder / TERMS_FILE)
         return {"entries": main.num_rows, "skipped_invalid": skipped, "duplicates": duplicates, "details": details}
 
+    def read(self, source: Path, column: str | None, normalizer: TextNormalizer | None = None) -> ListValues:
+        return read_list(source, self.list_format, column, lambda listing: self.check(listing, normalizer).good)
+
+    def check(self, listing: ListValues, normalizer: TextNormalizer | None = None) -> InvalidLines:
+        normalizer = normalizer or TextNormalizer(STEPS)
+        invalid = InvalidLines(listing)
+        n = len(listing.values)
+
+        def cells(role: str) -> list[str]:
+            values = listing.field_values(role)
+            return [v or "" for v in values.to_pylist()] if values is not None else [""] * n
+
+        terms, langs, weights = [t or "" for t in listing.values.to_pylist()], cells("lang"), cells("weight")
+        invalid.add(np.array([bool(_CONTROL.search(t)) for t in terms], dtype=bool), "control characters in a term")
+        invalid.add(
+            np.array([bool(lang) and not _LANG.match(lang) for lang in langs], dtype=bool),
+            "language is not a tag such as 'en' or 'pt-BR'",
+        )
+        parsed: list[float] = []
+        bad_weight = np.zeros(n, dtype=bool)
+        for i, weight in enumerate(weights):
+            try:
+                value = float(weight) if weight else 1.0
+                bad_weight[i] = not (math.isfinite(value) and value >= 0)
+            except ValueError:
+                value, bad_weight[i] = 1.0, True
+            parsed.append(value)
+        invalid.add(bad_weight, "weight is not a number >= 0")
+        patterns = normalizer.normalize_strings(terms)
+        invalid.add(np.array([not p for p in patterns], dtype=bool), "nothing left of the term after normalisation")
+        invalid.derived.update(patterns=patterns, langs=langs, weights=parsed)
+        return invalid
+
     def _load(
         self, source: Path, column: str | None, normalizer: TextNormalizer, skip_invalid: bool
     ) -> tuple[pa.Table, dict[str, Any]]:
         """Read, validate and normalise one term file; the table has line, pattern, lang, weight."""
-        listing = read_terms(source, column)
-        terms, langs, weights = listing.terms.to_pylist(), listing.langs.to_pylist(), listing.weights.to_pylist()
-        shown = ListValues(listing.terms, listing.lines)
-        skipped = 0
-
-        invalid = np.zeros(len(terms), dtype=bool)
-
-        def check(bad: list[bool], reason: str) -> None:
-            """Refuse (or count) lines failing this check, once each: a line already refused is not recounted."""
-            nonlocal skipped, invalid
-            new = np.array(bad, dtype=bool) & ~invalid
-            skipped += self.reject_or_skip(shown, new, source, reason, skip_invalid)
-            invalid |= new
-
-        check([bool(_CONTROL.search(t)) for t in terms], "control characters in a term")
-        check([bool(lang) and not _LANG.match(lang) for lang in langs], "language is not a tag such as 'en' or 'pt-BR'")
-        parsed: list[float] = []
-        bad_weight: list[bool] = []
-        for weight in weights:
-            try:
-                value = float(weight) if weight else 1.0
-                ok = math.isfinite(value) and value >= 0
-            except ValueError:
-                value, ok = 1.0, False
-            parsed.append(value)
-            bad_weight.append(not ok)
-        check(bad_weight, "weight is not a number >= 0")
-        patterns = normalizer.normalize_strings(terms)
-        check([not p for p in patterns], "nothing left of the term after normalisation")
-        keep = ~invalid
+        listing = self.read(source, column, normalizer)
+        invalid = self.check(listing, normalizer)
+        skipped = invalid.settle(skip_invalid)
+        keep = invalid.good
+        patterns, langs, weights = (invalid.derived[k] for k in ("patterns", "langs", "weights"))
         kept_patterns = [p for p, k in zip(patterns, keep, strict=True) if k]
         kept_langs = [lang.lower().replace("_", "-") for lang, k in zip(langs, keep, strict=True) if k]
         table = pa.table(
@@ -210,15 +180,19 @@ class TermKind(BankKind):
                 "line": pa.array(listing.lines[keep], type=pa.int64()),
                 "pattern": pa.array(kept_patterns, type=pa.string()),
                 "lang": pa.array(kept_langs, type=pa.string()),
-                "weight": pa.array([w for w, k in zip(parsed, keep, strict=True) if k], type=pa.float64()),
+                "weight": pa.array([w for w, k in zip(weights, keep, strict=True) if k], type=pa.float64()),
             }
         )
         stats = {
             "skipped": skipped,
             "duplicates": len(kept_patterns) - len(set(kept_patterns)),
             "languages": dict(sorted(Counter(lang or "unspecified" for lang in kept_langs).items())),
+            "list": listing.details(),
         }
         return table, stats
+
+    def stored_files(self, details: dict[str, Any]) -> list[str]:
+        return [TERMS_FILE]
 
 
 register_kind(TermKind())

@@ -4,7 +4,8 @@ Entries are put in the canonical URL form (scheme dropped, IDNA lower-case host,
 percent-encoding normalised) without a trailing slash. A URL matches when its canonical form starts with
 an entry at a path-segment boundary: `example.org/gallery` covers `example.org/gallery`, `.../gallery/1.jpg`
 and `.../gallery?page=2`, not `example.org/gallery2`. A host alone covers that host only; for the host and
-its subdomains use a `domain` bank. Entries with a query are refused: for one exact URL use a `url` bank.
+its subdomains use a `domain` bank. Entries with a query are refused: for one exact URL use a `url` bank; so
+are entries whose host is a public suffix (`co.kr/...`, or a lone word), which would cover a whole registry.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from safeset.banks.listfile import ListValues
-from safeset.banks.store import BankKind, register_kind
+from safeset.banks.listfile import InvalidLines, ListFormat, ListValues
+from safeset.banks.store import BankKind, public_suffix_hosts, register_kind
 from safeset.policy.actions import Action
 from safeset.signals.urls import NORMALIZERS, hosts_array
 
@@ -32,20 +33,32 @@ def _np(mask: pa.Array) -> np.ndarray:
 class UrlPrefixKind(BankKind):
     name = "url-prefix"
     description = "host or host/path prefixes; a URL matches at a path-segment boundary"
+    list_format = ListFormat(entry_columns=("prefix", "url_prefix", "url", "host", "domain", "indicator", "value"))
+
+    def check(self, listing: ListValues) -> InvalidLines:
+        invalid = InvalidLines(listing)
+        values = listing.values
+        hosts = hosts_array(values)
+        invalid.add(
+            ~_np(pc.not_equal(hosts, "")) | _np(pc.match_substring_regex(values, r"\s")), "not a host or URL prefix"
+        )
+        # `co.kr/...` would cover every site under co.kr's registry; a lone word (a header's `prefix`) is no host.
+        invalid.add(
+            public_suffix_hosts(hosts, invalid.good), "the host is a public suffix, which covers every site under it"
+        )
+        rows = np.flatnonzero(invalid.good)
+        canonical = NORMALIZERS["canonical"].normalize_array(values.take(pa.array(rows)))
+        has_query = np.zeros(len(values), dtype=bool)
+        has_query[rows] = _np(pc.match_substring(canonical, "?"))
+        invalid.add(has_query, "a prefix has no query (use a url bank for exact URLs)")
+        invalid.derived.update(rows=rows, canonical=canonical)
+        return invalid
 
     def import_values(self, values: ListValues, folder: Path, source: Path, skip_invalid: bool) -> dict[str, Any]:
-        hosts = hosts_array(values.values)
-        bad = ~_np(pc.not_equal(hosts, "")) | _np(pc.match_substring_regex(values.values, r"\s"))
-        skipped = self.reject_or_skip(values, bad, source, "not a host or URL prefix", skip_invalid)
-        good = values.values.filter(pa.array(~bad))
-        canonical = NORMALIZERS["canonical"].normalize_array(good)
-        has_query = _np(pc.match_substring(canonical, "?"))
-        if has_query.any():
-            shown = ListValues(good, values.lines[~bad])
-            skipped += self.reject_or_skip(
-                shown, has_query, source, "a prefix has no query (use a url bank for exact URLs)", skip_invalid
-            )
-            canonical = canonical.filter(pa.array(~has_query))
+        invalid = self.check(values)
+        skipped = invalid.settle(skip_invalid)
+        rows, canonical = invalid.derived["rows"], invalid.derived["canonical"]
+        canonical = canonical.filter(pa.array(invalid.good[rows]))
         prefixes = pc.utf8_rtrim(canonical, "/")
         depth = pc.list_value_length(pc.split_pattern(prefixes, "/"))
         table = pa.table({"prefix": prefixes, "depth": pc.cast(depth, pa.int32())})
@@ -57,6 +70,9 @@ class UrlPrefixKind(BankKind):
             "duplicates": table.num_rows - unique.num_rows,
             "details": {"form": "canonical", "max_depth": int(pc.max(depth).as_py() or 0)},
         }
+
+    def stored_files(self, details: dict[str, Any]) -> list[str]:
+        return [PREFIXES_FILE]
 
 
 class ExcludeUrlPrefixKind(UrlPrefixKind):
