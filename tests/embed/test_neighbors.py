@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from safeset.banks.store import BankStore
 from safeset.cli.main import app
 from safeset.errors import InputError, SafesetError
+from safeset.scan import shard_file_stem
 from tests.conftest import laion_table, write_list
 from tests.embed.layout import at_cosine, exact_cosines, random_unit, write_laion_layout
 from tests.helpers import assert_reconciles, clean, findings, release_manifest, scan
@@ -92,7 +93,7 @@ def test_expansion_is_identical_after_resume_and_with_top_k(
     options = {"neighbor_threshold": 0.85}
     scan(root, banks, tmp_path / "run", expanders=("neighbor",), options=options)
     reference = pq.read_table(tmp_path / "run" / "findings.parquet")
-    marker = tmp_path / "run" / "shards" / "metadata__metadata_0001.parquet.json"
+    marker = tmp_path / "run" / "shards" / f"{shard_file_stem('metadata/metadata_0001.parquet')}.json"
     marker.unlink()  # as if the run had been killed before its last shard finished
     (tmp_path / "run" / "summary.json").unlink()
     summary = scan(root, banks, tmp_path / "run", expanders=("neighbor",), options=options, resume=True)
