@@ -141,6 +141,9 @@ def bank_add(
     )
     skipped = f", {info.skipped_invalid} invalid lines skipped" if info.skipped_invalid else ""
     out.print(f"bank {info.name}: {info.entries} {info.kind} entries ({info.duplicates} duplicates{skipped})")
+    header = info.details.get("header")
+    if header:
+        out.print(f"  header line {header['line']} taken: {header['text']}", highlight=False)
     details = info.details
     if "dropped_low_quality" in details:
         out.print(
@@ -475,6 +478,8 @@ def hash_files(
     ] = False,
 ) -> None:
     """Print `path, md5, pdq (64 hex), quality` per file, tab-separated: the tool for building PDQ banks.
+
+    The output imports as is with `safeset bank add --kind pdq` (hash and quality) or `--kind md5`.
 
     An unreadable file gets an error line on stderr naming it; the others are still hashed; exit status 1.
     """
