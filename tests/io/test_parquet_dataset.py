@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -110,3 +111,30 @@ def test_banks_that_cannot_apply_are_refused(laion_dir: Path, tmp_path: Path) ->
     BankStore(banks).add("m", "md5", write_list(tmp_path / "m.txt", ["0" * 32]))
     with pytest.raises(SafesetError, match="no images to hash"):
         scan(only, banks, tmp_path / "run")
+
+
+def test_shards_are_read_one_row_group_at_a_time(laion_dir: Path) -> None:
+    from safeset.io.parquet import ParquetDataset
+
+    dataset = ParquetDataset(laion_dir)
+    shard = dataset.shards()[0]
+    batches = list(dataset.iter_batches(shard, 32, False))
+    # Row groups of 20 rows: a batch never spans two, so no more than one group is held at a time.
+    assert [len(b) for b in batches] == [20, 20, 10]
+    assert np.concatenate([b.rows for b in batches]).tolist() == list(range(50))
+    urls = [url for b in batches if b.urls is not None for url in b.urls.to_pylist()]
+    assert urls == pq.read_table(shard.path)["URL"].to_pylist()
+
+
+def test_write_shard_streams_row_groups_and_accepts_members(laion_dir: Path, tmp_path: Path) -> None:
+    from safeset.io.parquet import ParquetDataset
+
+    dataset = ParquetDataset(laion_dir)
+    shard = dataset.shards()[1]
+    result = dataset.write_shard(shard, np.array([49, 0, 19, 20]), tmp_path / "out", members=None)
+    original = pq.read_table(shard.path)
+    cleaned = pq.read_table(tmp_path / "out" / shard.id)
+    assert result.rows_written == 46 == cleaned.num_rows
+    keep = np.ones(50, dtype=bool)
+    keep[[0, 19, 20, 49]] = False
+    assert cleaned.equals(original.filter(pa.array(keep)))

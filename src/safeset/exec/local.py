@@ -1,8 +1,21 @@
-"""One machine: shards scanned in this process, or in a pool of spawned processes (`--processes N`)."""
+"""One machine: shards scanned in this process, or in a pool of spawned processes (`--processes N`).
+
+A pool worker must not outlive the scan that started it. If the main process is killed (SIGKILL, the OOM
+killer, a closed terminal), Python gets no chance to shut the pool down, and its workers, each holding its own
+banks and batches (~470 MB), would wait forever on a task queue nobody writes to any more. Each worker therefore
+asks the kernel to kill it when its parent dies (Linux `prctl(PR_SET_PDEATHSIG)`), and also runs a daemon
+thread that watches its parent's pid, for systems without prctl.
+"""
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
+import os
+import signal
+import sys
+import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -16,8 +29,43 @@ if TYPE_CHECKING:
 
 _WORKER: ShardScanner | None = None
 
+#: How often the fallback watcher looks at the parent's pid.
+PARENT_POLL_SECONDS = 1.0
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
-def _worker_init(config: ScanConfig) -> None:
+
+def _ask_kernel_for_parent_death_signal() -> bool:
+    """Linux: have the kernel SIGKILL this process when its parent exits. False where that is not available."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _watch_parent(parent_pid: int, poll_seconds: float) -> None:
+    """Exit at once when the parent is gone (re-parented processes see another parent pid)."""
+    while os.getppid() == parent_pid:
+        time.sleep(poll_seconds)
+    os._exit(1)  # no cleanup to run: every result file is written atomically, an unfinished shard is redone
+
+
+def exit_with_parent(parent_pid: int, poll_seconds: float = PARENT_POLL_SECONDS) -> None:
+    """Make this process exit when `parent_pid` (its parent) dies: the kernel's signal where the platform has
+    one, and a daemon thread watching the parent's pid everywhere (it also covers a parent that died before
+    the signal was asked for, since the kernel does not send it retroactively)."""
+    _ask_kernel_for_parent_death_signal()
+    if os.getppid() != parent_pid:
+        os._exit(1)
+    threading.Thread(target=_watch_parent, args=(parent_pid, poll_seconds), name="parent-watch", daemon=True).start()
+
+
+def _worker_init(config: ScanConfig, parent_pid: int | None = None) -> None:
+    # Bound to the parent first: loading banks can take a while, and a worker orphaned meanwhile must go too.
+    if parent_pid is not None:
+        exit_with_parent(parent_pid)
     # Each worker opens the dataset and loads the banks once (memory-mapped, so pages are shared).
     from safeset.scan import ShardScanner
 
@@ -54,7 +102,7 @@ class LocalExecutor(Executor):
         # spawn, not fork: Arrow and BLAS thread pools do not survive a fork safely.
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(
-            max_workers=self.processes, mp_context=context, initializer=_worker_init, initargs=(config,)
+            max_workers=self.processes, mp_context=context, initializer=_worker_init, initargs=(config, os.getpid())
         ) as pool:
             futures = [pool.submit(_worker_scan, shard, read_images, str(run_dir)) for shard in shards]
             for future in as_completed(futures):

@@ -26,15 +26,14 @@ Two pixel pipelines feed the core:
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from safeset.signals.blas import single_threaded_blas
-from safeset.signals.images import DEFAULT_MAX_PIXELS
+from safeset.signals.images import DEFAULT_MAX_PIXELS, decode_problem, open_image
 
 HASH_BYTES = 32
 HASH_BITS = 256
@@ -303,21 +302,6 @@ def hash_rgb(rgb: np.ndarray) -> tuple[np.ndarray, int]:
     return bits, quality
 
 
-class ImageRefused(ValueError):
-    """The bytes are not an image that can be hashed (with the reason)."""
-
-
-def _open(blob: bytes, max_pixels: int) -> Image.Image:
-    try:
-        image = Image.open(io.BytesIO(blob))
-    except UnidentifiedImageError as exc:
-        raise ImageRefused("not a recognised image format") from exc
-    width, height = image.size
-    if width * height > max_pixels:
-        raise ImageRefused(f"image of {width}x{height} pixels exceeds the {max_pixels}-pixel limit; not decoded")
-    return image
-
-
 def to_rgb(image: Image.Image) -> Image.Image:
     """Any Pillow mode to RGB through Pillow's own conversions (CMYK inverted properly, palettes looked up,
     1-bit expanded). Passing raw CMYK or palette indices to the core is the classic mistake: 36 to 256 bits off.
@@ -437,11 +421,17 @@ def hash_images(
                 errors[i] = "no image"
                 continue
             try:
-                with _open(blob, max_pixels) as image:
+                # Opening and decoding is where untrusted bytes meet Pillow: every failure there is a reason.
+                with open_image(blob, max_pixels) as image:
                     if min(image.size) < MIN_HASHABLE_DIM:
                         valid[i] = True
                         continue
                     pixels = _decode(image, mode)
+            except Exception as exc:
+                errors[i] = decode_problem(exc)
+                continue
+            # From here on the input is a decoded luma array, no longer the file's bytes.
+            try:
                 if mode == "exact":
                     hashes[i], dcts[i], quality[i] = _exact_block(pixels.values)
                 else:
@@ -454,12 +444,8 @@ def hash_images(
                     else:
                         trim_blocks[i] = _fast_block(inner)
                 valid[i] = True
-            except ImageRefused as exc:
-                errors[i] = str(exc)
-            except Image.DecompressionBombError as exc:
-                errors[i] = f"decompression bomb refused: {exc}"
-            except (OSError, ValueError, SyntaxError, EOFError) as exc:
-                errors[i] = f"corrupt or truncated image: {exc}"
+            except (ValueError, FloatingPointError) as exc:  # degenerate pixels (say, NaN from an odd mode)
+                errors[i] = f"unhashable image: {exc}"
     if batched.any():
         dcts[batched] = dct_16(blocks[batched])
         hashes[batched] = bits_from_dct(dcts[batched])
