@@ -193,8 +193,10 @@ def _check_out(out: Path, dataset: Path) -> None:
     target, data = out.resolve(), dataset.resolve()
     if target == data or data in target.parents or (data.is_file() and target == data.parent):
         raise SafesetError("the release must be written outside the dataset folder")
-    if target.exists() and (not target.is_dir() or any(target.iterdir())):
-        raise SafesetError(f"{out} exists and is not an empty folder; choose a new release folder")
+    if target.exists() and not target.is_dir():
+        raise SafesetError(f"{out} exists and is not a folder; choose a new release folder")
+    if target.is_dir() and any(target.iterdir()):
+        raise SafesetError(f"{out} exists and is not empty; choose a new release folder")
 
 
 def _check_pins(fmt: DatasetFormat, shard: ShardRef, result: dict[str, Any]) -> None:
