@@ -119,7 +119,10 @@ def pin_shard(dataset: DatasetFormat, shard: ShardRef) -> list[dict[str, Any]]:
             relative = path.relative_to(base).as_posix()
         except ValueError:
             relative = str(path)
-        pins.append({"file": relative, **file_pin(path)})
+        try:
+            pins.append({"file": relative, **file_pin(path)})
+        except OSError as exc:
+            raise InputError(f"cannot be read: {exc.strerror or exc}", path) from exc
     return pins
 
 

@@ -181,3 +181,22 @@ def test_webdataset_npy_members_follow_the_sidecar_rows(tmp_path: Path) -> None:
     _write_tar(root / "00000.tar", tar_samples, bad_member="000000001")
     with pytest.raises(InputError, match=r"00000.tar: member '000000001.npy' is not a readable .npy"):
         open_embeddings(WebDatasetShards(root)).for_shard(shard).take(np.arange(2))
+
+
+def test_webdataset_npy_members_of_dotted_keys_and_damaged_tars(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    vectors = random_unit(2, 6, rng).astype(np.float32)
+    root = tmp_path / "wds"
+    root.mkdir()
+    keys = ["img.001", "img.002"]
+    pq.write_table(pa.table({"key": keys, "url": [f"https://example.org/{k}" for k in keys]}), root / "00000.parquet")
+    _write_tar(root / "00000.tar", [("img.002", vectors[1]), ("img.001", vectors[0])])
+    dataset = WebDatasetShards(root)
+    shard = dataset.shards()[0]
+    got, valid = open_embeddings(dataset).for_shard(shard).take(np.arange(2))
+    assert valid.tolist() == [True, True] and np.array_equal(got, vectors)  # keyed by the sidecar, not the first dot
+    # A tar whose end was cut off fails with the reader's own message instead of reading as complete.
+    data = (root / "00000.tar").read_bytes()
+    (root / "00000.tar").write_bytes(data[:1536])  # the first sample and half of the second one
+    with pytest.raises(InputError, match=r"00000\.tar: truncated"):
+        open_embeddings(WebDatasetShards(root)).for_shard(shard).take(np.arange(2))

@@ -16,7 +16,6 @@ from __future__ import annotations
 import io
 import mmap
 import re
-import tarfile
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,7 +27,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from safeset.errors import ColumnError, InputError, SafesetError
-from safeset.io.base import DatasetFormat, ShardRef
+from safeset.io.base import DEFAULT_MAX_MEMBER_BYTES, DatasetFormat, ShardRef
 from safeset.io.parquet import PARQUET_ERRORS
 
 EMBEDDING_DTYPES = (np.dtype(np.float16), np.dtype(np.float32))
@@ -260,8 +259,16 @@ class TarMemberVectors(ShardVectors):
     in order of appearance.
     """
 
-    def __init__(self, path: Path, key_to_row: dict[str, int], meta_rows: int, members: tuple[str, ...]) -> None:
+    def __init__(
+        self,
+        path: Path,
+        key_to_row: dict[str, int],
+        meta_rows: int,
+        members: tuple[str, ...],
+        max_member_bytes: int = DEFAULT_MAX_MEMBER_BYTES,
+    ) -> None:
         self.path = path
+        self._max_member_bytes = max_member_bytes
         self._key_to_row = key_to_row
         self._meta_rows = meta_rows
         self._members = members
@@ -272,41 +279,33 @@ class TarMemberVectors(ShardVectors):
     def _load(self) -> tuple[np.ndarray, np.ndarray]:
         if self._loaded is not None:
             return self._loaded
-        from safeset.io.webdataset import TAR_ERRORS, check_member, sample_key
+        # The webdataset reader's own header pass, so that rows (dotted keys, tar-only samples) are numbered
+        # exactly as the scan numbers them, and a damaged tar fails the same way instead of looping or hanging.
+        from safeset.io.webdataset import _open_tar, _read_at, plan_tar
 
         found: dict[int, np.ndarray] = {}
-        next_row = self._meta_rows
-        assigned: dict[str, int] = {}
-        try:
-            with tarfile.open(self.path, mode="r:") as archive:
-                for member in archive:
-                    archive.members = []  # keep memory bounded: tarfile remembers every header otherwise
-                    if not check_member(member, self.path):
-                        continue
-                    key, ext = sample_key(member.name)
-                    row = self._key_to_row.get(key, assigned.get(key))
-                    if row is None:
-                        row = assigned[key] = next_row
-                        next_row += 1
-                    if ext not in self._members or row in found:
-                        continue
-                    handle = archive.extractfile(member)
-                    try:
-                        vector = np.load(io.BytesIO(handle.read() if handle else b""), allow_pickle=False)
-                    except (ValueError, OSError, EOFError) as exc:
-                        raise InputError(f"member {member.name!r} is not a readable .npy: {exc}", self.path) from exc
-                    vector = np.asarray(vector).reshape(-1) if np.asarray(vector).ndim <= 2 else None
-                    if vector is None or vector.dtype not in EMBEDDING_DTYPES or (self.dim and len(vector) != self.dim):
-                        raise InputError(
-                            f"member {member.name!r} is not a float16/float32 vector of {self.dim or 'one'} length",
-                            self.path,
-                        )
-                    self.dim = self.dim or len(vector)
-                    found[row] = vector
-        except InputError:
-            raise
-        except TAR_ERRORS as exc:
-            raise InputError(f"truncated or unreadable tar: {exc}", self.path) from exc
+        handle, archive = _open_tar(self.path)
+        with handle, archive:
+            plan = plan_tar(archive, self.path, self._key_to_row, self._meta_rows, self._max_member_bytes)
+            for member in plan.members:
+                base = member.name.rpartition("/")[2]
+                suffix = base[len(member.key.rpartition("/")[2]) :].lstrip(".").lower()
+                if suffix not in self._members or member.row in found or member.refusal or member.duplicate:
+                    continue
+                data = _read_at(handle, member.offset, member.size, self.path, member.name)
+                try:
+                    vector = np.load(io.BytesIO(data), allow_pickle=False)
+                except (ValueError, OSError, EOFError) as exc:
+                    raise InputError(f"member {member.name!r} is not a readable .npy: {exc}", self.path) from exc
+                vector = np.asarray(vector).reshape(-1) if np.asarray(vector).ndim <= 2 else None
+                if vector is None or vector.dtype not in EMBEDDING_DTYPES or (self.dim and len(vector) != self.dim):
+                    raise InputError(
+                        f"member {member.name!r} is not a float16/float32 vector of {self.dim or 'one'} length",
+                        self.path,
+                    )
+                self.dim = self.dim or len(vector)
+                found[member.row] = vector
+        next_row = self._meta_rows + len(plan.tar_only_keys)
         self.count = next_row
         vectors = np.zeros((self.count, self.dim), dtype=np.float32)
         valid = np.zeros(self.count, dtype=bool)
@@ -435,7 +434,11 @@ class TarMemberSource(EmbeddingSource):
                 keys = pc.cast(table[cmap.key], pa.string()).to_pylist() if cmap.key else []
                 key_to_row = {k: i for i, k in enumerate(keys)}
                 meta_rows = table.num_rows
-            self._open = {shard.id: TarMemberVectors(shard.path, key_to_row, meta_rows, self.members)}
+            self._open = {
+                shard.id: TarMemberVectors(
+                    shard.path, key_to_row, meta_rows, self.members, self.dataset.max_member_bytes
+                )
+            }
         return self._open[shard.id]
 
     def check(self, shards: list[ShardRef]) -> int:
