@@ -80,7 +80,8 @@ def samples(draw: st.DrawFn) -> list[Member]:
             elif kind == "npy-junk":
                 members.append(Member(f"{key}.npy", b"\x93NUMPY junk"))
             else:
-                members.append(Member(f"{key}.{draw(st.sampled_from(['dat', 'xyz', 'bin']))}", draw(st.binary(min_size=0, max_size=64))))
+                extension = draw(st.sampled_from(["dat", "xyz", "bin"]))
+                members.append(Member(f"{key}.{extension}", draw(st.binary(min_size=0, max_size=64))))
     if draw(st.booleans()) and members:
         members.append(draw(st.sampled_from(members)))  # a duplicate member name
     return members

@@ -6,7 +6,9 @@ Each test here is a case from the release-integrity issue that went wrong on the
 from __future__ import annotations
 
 import errno
+import io
 import json
+import tarfile
 from pathlib import Path
 
 import pyarrow as pa
@@ -249,3 +251,29 @@ def test_pins_record_every_file_of_a_shard(keyed_laion: tuple[Path, Path, list[s
 
 def _key_columns() -> ColumnOptions:
     return ColumnOptions(key_col="key")
+
+
+def test_kept_errored_rows_never_carry_unchecked_members(webdataset_dir: Path, tmp_path: Path) -> None:
+    """With --keep-errored a row whose sample holds a member the scan could not classify is kept, without it."""
+    shard = webdataset_dir / "00000.tar"
+    with tarfile.open(shard) as source:
+        members = [(m, source.extractfile(m).read()) for m in source if m.isfile()]  # type: ignore[union-attr]
+    first_key = members[0][0].name.split(".")[0]
+    odd = tarfile.TarInfo(f"{first_key}.dat")
+    odd.size = len(b"unclassifiable payload")
+    with tarfile.open(shard, "w") as target:
+        for info, data in members[:1]:
+            target.addfile(info, io.BytesIO(data))
+        target.addfile(odd, io.BytesIO(b"unclassifiable payload"))
+        for info, data in members[1:]:
+            target.addfile(info, io.BytesIO(data))
+    banks = tmp_path / "banks"
+    BankStore(banks).add("known", "md5", write_list(tmp_path / "m.txt", ["0" * 32]))
+    summary = scan(webdataset_dir, banks, tmp_path / "run")
+    assert summary["rows_errored"] >= 1
+    manifest = clean(webdataset_dir, tmp_path / "run", tmp_path / "release", keep_errored=True)
+    assert_reconciles(manifest)
+    assert manifest["members_withheld"] == 1
+    with tarfile.open(tmp_path / "release" / "00000.tar") as released:
+        names = [m.name for m in released]
+    assert f"{first_key}.dat" not in names and any(n.startswith(first_key + ".") for n in names)

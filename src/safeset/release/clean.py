@@ -54,6 +54,8 @@ class ShardAccount:
     rows_removed: int
     rows_errored: int
     rows_removed_cover: int = 0
+    # Members of kept rows the scan did not check (kept with --keep-errored): never copied into the release.
+    members_withheld: int = 0
     files: list[str] = field(default_factory=list)
     note: str | None = None
 
@@ -149,7 +151,7 @@ def clean_dataset(
 
         totals = {
             k: sum(getattr(a, k) for a in accounts)
-            for k in ("rows_in", "rows_kept", "rows_removed", "rows_errored", "rows_removed_cover")
+            for k in ("rows_in", "rows_kept", "rows_removed", "rows_errored", "rows_removed_cover", "members_withheld")
         }
         if totals["rows_in"] != totals["rows_kept"] + totals["rows_removed"] + totals["rows_errored"]:
             raise AccountingError(f"totals do not reconcile: {totals}; nothing was released")
@@ -250,6 +252,7 @@ def _clean_shard(
         rows_removed=len(removed_rows) + len(cover_rows),
         rows_errored=0 if policy.keep_errored else len(errored_rows),
         rows_removed_cover=len(cover_rows),
+        members_withheld=int(getattr(written, "members_withheld", 0)),
         files=written.files,
     )
     removed = None
@@ -343,7 +346,15 @@ def _public_manifest(manifest: dict[str, Any]) -> dict[str, Any]:
     public = {
         k: v
         for k, v in manifest.items()
-        if k not in ("source_scan", "policy", "rows_removed_cover", "release_id", "failed_shards_allowed")
+        if k
+        not in (
+            "source_scan",
+            "policy",
+            "rows_removed_cover",
+            "release_id",
+            "failed_shards_allowed",
+            "members_withheld",
+        )
     }
     public["shards"] = [
         {k: v for k, v in shard.items() if k in ("shard", "rows_in", "rows_kept", "rows_removed", "rows_errored")}
