@@ -277,3 +277,19 @@ def test_kept_errored_rows_never_carry_unchecked_members(webdataset_dir: Path, t
     with tarfile.open(tmp_path / "release" / "00000.tar") as released:
         names = [m.name for m in released]
     assert f"{first_key}.dat" not in names and any(n.startswith(first_key + ".") for n in names)
+
+
+def test_full_disk_during_scan_is_reported_as_such(
+    laion_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    banks = tmp_path / "banks"
+    BankStore(banks).add("known", "md5", write_list(tmp_path / "m.txt", ["0" * 32]))
+    import safeset.scan as scan_module
+
+    def no_space(path: Path, *args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(scan_module, "write_parquet", no_space)
+    code, output = invoke("scan", laion_dir, "--banks", banks, "--out", tmp_path / "run")
+    assert code == 1 and "no space left on device" in output and "--resume" in output
+    assert "Traceback" not in output and "unreadable" not in output
