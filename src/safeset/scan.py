@@ -21,7 +21,6 @@ import json
 import os
 import time
 import traceback
-import urllib.parse
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -38,7 +37,7 @@ from safeset.errors import InputError, SafesetError
 from safeset.exec.base import Executor
 from safeset.exec.local import LocalExecutor
 from safeset.findings import ERRORS_SCHEMA, FINDINGS_SCHEMA, TableBuilder, split_by_shard
-from safeset.fsutil import disk_full, file_pin, make_private_dir, read_parquet, sha256_file, write_json, write_parquet
+from safeset.fsutil import disk_full, make_private_dir, sha256_file, write_json, write_parquet
 from safeset.io.base import DEFAULT_MAX_MEMBER_BYTES, DatasetFormat, ShardRef
 from safeset.io.batch import MEMBERS_SCHEMA
 from safeset.io.columns import ColumnOptions
@@ -48,6 +47,7 @@ from safeset.match.base import MATCHERS, DatasetOffer, Hits, Matcher
 from safeset.match.expand import EXPANDERS, ROW_SIGNALS, Expander, ExpansionContext
 from safeset.policy.actions import ACTION_RANK, Action
 from safeset.registry import load_plugins
+from safeset.rundir import SHARDS_FOLDER, check_run_dir, is_plain_file, load_json, load_parquet, pin_shard, shard_file
 from safeset.signals.compute import Signals
 from safeset.signals.images import DEFAULT_MAX_PIXELS
 from safeset.signals.urls import host_of, registrable_domain
@@ -102,28 +102,6 @@ class ShardResult:
     seconds: float = 0.0
     # The shard's files as read: path relative to the dataset, size and xxh3-128 (see fsutil.file_pin).
     pins: list[dict[str, Any]] = field(default_factory=list)
-
-
-def shard_file_stem(shard_id: str) -> str:
-    """The name of a shard's result files: its id percent-encoded, which is injective (`a/00000.tar` and
-    `a__00000.tar` stay apart) and leaves no path separator."""
-    return urllib.parse.quote(shard_id, safe="")
-
-
-def pin_shard(dataset: DatasetFormat, shard: ShardRef) -> list[dict[str, Any]]:
-    """Size and content digest of every file the shard is read from, keyed by path relative to the dataset."""
-    base = dataset.root if dataset.root.is_dir() else dataset.root.parent
-    pins = []
-    for path in dataset.shard_files(shard):
-        try:
-            relative = path.relative_to(base).as_posix()
-        except ValueError:
-            relative = str(path)
-        try:
-            pins.append({"file": relative, **file_pin(path)})
-        except OSError as exc:
-            raise InputError(f"cannot be read: {exc.strerror or exc}", path) from exc
-    return pins
 
 
 class ShardScanner:
@@ -253,18 +231,16 @@ class ShardScanner:
         finding_table, error_table = findings.table(unique=True), errors.table(unique=True)
         _count_rows(result, finding_table, error_table)
         result.seconds = round(time.perf_counter() - started, 3)
-        stem = shard_file_stem(shard.id)
-        shards_dir = run_dir / "shards"
         if self.row_signals:
             signal_table = (
                 pa.Table.from_batches(kept_signals) if kept_signals else self._row_signal_schema().empty_table()
             )
-            write_parquet(shards_dir / f"{stem}.signals.parquet", signal_table, private=True)
+            write_parquet(shard_file(run_dir, shard.id, ".signals.parquet"), signal_table, private=True)
         if members:
-            write_parquet(shards_dir / f"{stem}.members.parquet", pa.concat_tables(members), private=True)
-        write_parquet(shards_dir / f"{stem}.findings.parquet", finding_table, private=True)
-        write_parquet(shards_dir / f"{stem}.errors.parquet", error_table, private=True)
-        write_json(shards_dir / f"{stem}.json", asdict(result), private=True)  # the completion marker, last
+            write_parquet(shard_file(run_dir, shard.id, ".members.parquet"), pa.concat_tables(members), private=True)
+        write_parquet(shard_file(run_dir, shard.id, ".findings.parquet"), finding_table, private=True)
+        write_parquet(shard_file(run_dir, shard.id, ".errors.parquet"), error_table, private=True)
+        write_json(shard_file(run_dir, shard.id, ".json"), asdict(result), private=True)  # the completion marker, last
         return result
 
     def _scan_batches(
@@ -425,15 +401,15 @@ def run_scan(
         if previous != fingerprint:
             raise SafesetError(f"{run_dir} holds a run with other settings or banks; it cannot be resumed with these")
     make_private_dir(run_dir)
-    make_private_dir(run_dir / "shards")
-    for stale in (run_dir / "shards").glob(".*.tmp-*"):
+    make_private_dir(run_dir / SHARDS_FOLDER)
+    for stale in (run_dir / SHARDS_FOLDER).glob(".*.tmp-*"):
         stale.unlink()  # half-written files of a killed run
     write_json(
         run_json, {"fingerprint": fingerprint, "safeset_version": __version__, "config": asdict(config)}, private=True
     )
 
     shards = scanner.dataset.shards()
-    done = {s.id for s in shards if _is_plain_file(run_dir / "shards" / f"{shard_file_stem(s.id)}.json")}
+    done = {s.id for s in shards if is_plain_file(shard_file(run_dir, s.id, ".json"))}
     todo = [s for s in shards if s.id not in done]
     if on_start:
         on_start(len(shards), len(done))
@@ -444,64 +420,16 @@ def run_scan(
     return ScanOutcome(summary, run_dir)
 
 
-def _is_plain_file(path: Path) -> bool:
-    """A regular file, not a symlink: a marker planted as a link to elsewhere does not mark a shard done."""
-    return not path.is_symlink() and path.is_file()
-
-
-def check_run_dir(run_dir: Path, dataset: Path, resume: bool) -> None:
-    """`--out` must be new, empty, or a safeset run to resume; never the dataset or inside it, where a resumed
-    scan would read its own outputs as data."""
-    target, data = run_dir.resolve(), dataset.resolve()
-    if target == data or (data.is_dir() and data in target.parents):
-        raise SafesetError(f"--out {run_dir} is inside the dataset {dataset}; choose a folder outside it")
-    if target.exists() and not target.is_dir():
-        raise SafesetError(f"--out {run_dir} exists and is not a folder")
-    if not target.is_dir():
-        return
-    try:
-        entries = {p.name for p in target.iterdir()}
-    except OSError as exc:
-        raise SafesetError(f"--out {run_dir} cannot be read: {exc.strerror or exc}") from None
-    if not entries:
-        return
-    if "run.json" not in entries:
-        raise SafesetError(f"--out {run_dir} is not empty and holds no safeset run; choose a new or empty folder")
-    if not resume:
-        raise SafesetError(f"{run_dir} already holds a run; pass --resume to continue it, or choose another --out")
-
-
-def load_json(path: Path, what: str) -> dict[str, Any]:
-    """A run-dir JSON file, or one clear line saying which file is damaged."""
-    try:
-        value = json.loads(path.read_text("utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise SafesetError(f"{path}: the {what} is unreadable or damaged ({exc}); start a new run") from None
-    if not isinstance(value, dict):
-        raise SafesetError(f"{path}: the {what} is damaged (not a JSON object); start a new run")
-    return value
-
-
-def load_parquet(path: Path, schema: pa.Schema) -> pa.Table:
-    """A run-dir table in its schema, or one clear line naming the damaged file."""
-    try:
-        return read_parquet(path).cast(schema)
-    except (OSError, pa.ArrowException, ValueError) as exc:
-        raise SafesetError(f"{path}: unreadable or damaged run file ({exc}); start a new run") from None
-
-
 def _read_shard_tables(run_dir: Path, shards: list[ShardRef]) -> tuple[pa.Table, pa.Table, list[dict[str, Any]]]:
     """Per-shard findings, errors and results, concatenated in shard order."""
-    shard_dir = run_dir / "shards"
     results, finding_tables, error_tables = [], [], []
     for shard in shards:
-        stem = shard_file_stem(shard.id)
-        marker = shard_dir / f"{stem}.json"
+        marker = shard_file(run_dir, shard.id, ".json")
         if not marker.exists():
-            raise SafesetError(f"shard {shard.id} has no result in {shard_dir}; run the scan again with --resume")
+            raise SafesetError(f"shard {shard.id} has no result in {marker.parent}; run the scan again with --resume")
         results.append(load_json(marker, f"result of shard {shard.id}"))
-        finding_tables.append(load_parquet(shard_dir / f"{stem}.findings.parquet", FINDINGS_SCHEMA))
-        error_tables.append(load_parquet(shard_dir / f"{stem}.errors.parquet", ERRORS_SCHEMA))
+        finding_tables.append(load_parquet(shard_file(run_dir, shard.id, ".findings.parquet"), FINDINGS_SCHEMA))
+        error_tables.append(load_parquet(shard_file(run_dir, shard.id, ".errors.parquet"), ERRORS_SCHEMA))
     findings = pa.concat_tables(finding_tables) if finding_tables else FINDINGS_SCHEMA.empty_table()
     errors = pa.concat_tables(error_tables) if error_tables else ERRORS_SCHEMA.empty_table()
     return findings, errors, results

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from safeset.banks.store import BankStore
 from safeset.cli.main import app
 from safeset.errors import InputError, SafesetError
-from safeset.scan import shard_file_stem
+from safeset.rundir import shard_file_stem
 from tests.conftest import laion_table, write_list
 from tests.embed.layout import at_cosine, exact_cosines, random_unit, write_laion_layout
 from tests.helpers import assert_reconciles, clean, findings, release_manifest, scan

@@ -22,7 +22,7 @@ from safeset.cli.main import app
 from safeset.errors import SafesetError
 from safeset.io.columns import ColumnOptions
 from safeset.release import clean as clean_module
-from safeset.scan import shard_file_stem
+from safeset.rundir import shard_file_stem
 from tests.conftest import laion_table, write_list
 from tests.helpers import assert_reconciles, clean, findings, scan
 

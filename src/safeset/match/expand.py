@@ -20,6 +20,7 @@ import pyarrow as pa
 from safeset.fsutil import read_parquet
 from safeset.io.base import DatasetFormat, ShardRef
 from safeset.policy.actions import Action
+from safeset.rundir import shard_file
 from safeset.signals.compute import Signals
 
 #: Per-row signals the first pass can keep for expanders: name -> (Arrow type, compute from a batch).
@@ -51,9 +52,7 @@ class ExpansionContext:
     options: dict[str, Any] = field(default_factory=dict)
 
     def row_signals(self, shard: ShardRef) -> pa.Table:
-        from safeset.scan import shard_file_stem
-
-        return read_parquet(self.run_dir / "shards" / f"{shard_file_stem(shard.id)}.signals.parquet")
+        return read_parquet(shard_file(self.run_dir, shard.id, ".signals.parquet"))
 
 
 class Expander(ABC):

@@ -41,9 +41,11 @@ from safeset.io.columns import ColumnOptions
 from safeset.io.detect import open_dataset
 from safeset.io.parquet import ParquetDataset
 from safeset.policy.actions import ACTION_RANK, Action, ReleasePolicy
-from safeset.scan import load_json, load_parquet, pin_shard, shard_file_stem
+from safeset.rundir import load_json, load_parquet, pin_shard, shard_file
 
 RELEASES_FOLDER = "releases"
+#: What a release record keeps of each removed row's findings (never evidence such as URLs or term lines).
+REMOVED_COLUMNS = ("key", "shard", "row", "detector", "bank", "action")
 
 
 @dataclass
@@ -242,7 +244,7 @@ def _clean_shard(
     dropped += cover_rows
     drop = np.array(sorted(dropped), dtype=np.int64)
     drop = _positions_by_key(fmt, shard, drop, mine, my_errors)
-    members_path = run_dir / "shards" / f"{shard_file_stem(shard.id)}.members.parquet"
+    members_path = shard_file(run_dir, shard.id, ".members.parquet")
     members = load_parquet(members_path, MEMBERS_SCHEMA) if members_path.is_file() else None
     written = fmt.write_shard(shard, drop, staging, members)
     account = ShardAccount(
@@ -258,7 +260,7 @@ def _clean_shard(
     removed = None
     if removed_rows:
         keyed = mine.filter(pc.is_in(mine["row"], value_set=pa.array(removed_rows, type=pa.int64())))
-        removed = keyed.select(["key", "shard", "row", "detector", "bank", "action"])
+        removed = keyed.select(list(REMOVED_COLUMNS))
     return account, removed
 
 
@@ -300,21 +302,11 @@ def _write_record(run_dir: Path, release_id: str, manifest: dict[str, Any], remo
     removed = (
         pa.concat_tables(removed_parts)
         if removed_parts
-        else pa.table({c: pa.array([], type=t) for c, t in _REMOVED_COLUMNS})
+        else pa.schema([FINDINGS_SCHEMA.field(c) for c in REMOVED_COLUMNS]).empty_table()
     )
     write_parquet(record / "removed.parquet", removed, private=True)
     write_json(record / "accounting.json", manifest, private=True)
     return record
-
-
-_REMOVED_COLUMNS = (
-    ("key", pa.string()),
-    ("shard", pa.string()),
-    ("row", pa.int64()),
-    ("detector", pa.string()),
-    ("bank", pa.string()),
-    ("action", pa.string()),
-)
 
 
 def _publish(staging: Path, out: Path) -> None:
