@@ -10,6 +10,9 @@ import pyarrow as pa
 #: Metadata columns that carry image hashes computed when the dataset was downloaded (hex strings).
 HASH_ALGORITHMS: tuple[str, ...] = ("md5", "sha1", "sha256")
 
+#: The element types an embedding may have, wherever it is stored (.npy parts, list columns, tar members).
+EMBEDDING_DTYPES = (np.dtype(np.float16), np.dtype(np.float32))
+
 #: Every stored member of a shard's samples as the scan read it (webdataset tar members). `clean` copies a
 #: member only when it is listed here with `checked` true and its bytes still have this digest, so a release
 #: carries, byte for byte, what the scan checked. `digest` is xxh3-128 of the member's bytes (null when the

@@ -28,9 +28,9 @@ import pyarrow.parquet as pq
 
 from safeset.errors import ColumnError, InputError, SafesetError
 from safeset.io.base import DEFAULT_MAX_MEMBER_BYTES, DatasetFormat, ShardRef
+from safeset.io.batch import EMBEDDING_DTYPES
 from safeset.io.parquet import PARQUET_ERRORS
 
-EMBEDDING_DTYPES = (np.dtype(np.float16), np.dtype(np.float32))
 EMBEDDING_COLUMN_CANDIDATES = ("img_emb", "image_embedding", "embedding", "clip_embedding", "emb")
 EMBEDDING_MEMBER_CANDIDATES = ("npy", "img_emb.npy", "emb.npy", "embedding.npy")
 _FIRST_NUMBER = re.compile(r"\d+")

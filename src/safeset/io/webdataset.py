@@ -50,9 +50,8 @@ import xxhash
 from safeset.errors import ColumnError, InputError
 from safeset.fsutil import atomic_path, read_parquet
 from safeset.io.base import DatasetFormat, ShardRef, ShardWriteResult
-from safeset.io.batch import MEMBERS_SCHEMA, RowBatch
+from safeset.io.batch import EMBEDDING_DTYPES, MEMBERS_SCHEMA, RowBatch
 from safeset.io.columns import ColumnMap, check_column_types, resolve_columns, text_column
-from safeset.io.embeddings import EMBEDDING_DTYPES
 from safeset.io.parquet import PARQUET_ERRORS, _binary_columns
 from safeset.io.stats import read_stats, stats_count, stats_path_for, write_cleaned_stats
 
