@@ -2,6 +2,16 @@
 
     python benchmarks/bench_terms.py [--rows 1000000] [--terms 10000] [--batch-rows 4096] [--baseline-rows 20000]
                                      [--compare-engines]
+    python benchmarks/bench_terms.py --before-after [--before-rev HEAD] [--rows 300000] [--runs 3]
+                                     [--recall-rows 20000]
+
+`--before-after` (issue 13): real-looking multilingual captions (eight scripts, product-listing noise,
+full-width punctuation, emoji, spaced syllables, invisible characters, Hangul particles), a 10 k-term bank in
+the same scripts with all normalisation steps, and the matcher of `--before-rev` (its `src/` exported with
+`git archive` into a temporary folder, its bank imported by its own code) against the working tree's, in
+paired runs that alternate old and new; each figure is CPU time of the match calls in its own process. It
+also prints recall per script on the first --recall-rows captions against the substring-plus-boundary
+oracle of `tests/match/multilingual.py`.
 
 Writes synthetic LAION-like captions (benign made-up words in Latin, CJK, Cyrillic and Arabic script, caption
 lengths log-normal around LAION's) to a parquet file, builds a 10 k-term bank (made-up words and phrases in
@@ -131,6 +141,100 @@ def make_terms(n: int, seed: int = 2) -> list[str]:
     return sorted(terms)
 
 
+# --before-after: captions shaped like LAION-multi rows. Shares of scripts roughly as in LAION2B-multi
+# (Latin-script European languages first, then Cyrillic, Chinese, Japanese, Korean, Arabic, Thai, Greek).
+MULTI_SHARE = {
+    "latin": 0.42,
+    "cyrillic": 0.14,
+    "han": 0.11,
+    "kana": 0.09,
+    "hangul": 0.08,
+    "arabic": 0.06,
+    "thai": 0.05,
+    "greek": 0.05,
+}
+MULTI_SYLLABLES = {
+    **SYLLABLES,
+    "han": SYLLABLES["cjk"],
+    "kana": list("かきくけこさしすせそたちつてとなにぬねのカキクケコサシスセソタチツテト"),
+    "hangul": list("가나다라마바사아자차카타파하거너더러머버서어저처"),
+    "thai": list("กขคงจฉชซญดตถทธนบปผพฟภมยรลวศษสหอ"),
+    "greek": ["κα", "λο", "μι", "ρα", "τε", "συ", "νο", "βι", "ζα", "δρε", "πλο", "δαν", "βεν", "τορ"],
+}
+MULTI_MARK = {**TERM_MARK, "han": TERM_MARK["cjk"], "kana": "ヰヱ", "hangul": "뷁", "thai": "ฮฬ", "greek": "ψξ"}
+NOISE = {
+    "latin": [" - Size M", " | Free Shipping", " (2019)", " 1920x1080", " ★★★★☆", " #sale", " & more", " 100% Cotton"],
+    "cyrillic": [" - Размер M", " | Бесплатная доставка", " (2019)", " 100%"],
+    "han": ["（新款）", "，包邮", "【正品】", " 2019年", "！"],
+    "kana": ["【送料無料】", "（新品）", "！", " 2019年"],
+    "hangul": [" [무료배송]", " (신상)", " 2019년", "!!"],
+    "arabic": [" - مقاس M", " | شحن مجاني", " (2019)"],
+    "thai": [" ลดราคา!", " (ใหม่)", " 2019"],
+    "greek": [" - Μέγεθος M", " (2019)"],
+}
+
+
+def make_multilingual_terms(n: int, seed: int = 2) -> list[str]:
+    from tests.match import multilingual
+
+    rng = random.Random(seed)
+    terms: set[str] = set(multilingual.all_terms())
+    scripts, weights = list(MULTI_SHARE), list(MULTI_SHARE.values())
+    while len(terms) < n:
+        script = rng.choices(scripts, weights)[0]
+        syllables = MULTI_SYLLABLES[script]
+        pieces = [rng.choice(syllables) for _ in range(rng.randint(1, 2))]
+        term = "".join(pieces) + MULTI_MARK[script] + rng.choice(syllables)
+        if rng.random() < 0.1 and script in ("latin", "cyrillic", "greek", "hangul"):
+            term += rng.choice([" ", "-"]) + "".join(rng.choice(syllables) for _ in range(2))
+        terms.add(term)
+    return sorted(terms)
+
+
+def make_multilingual_captions(n: int, terms: list[str], seed: int = 1) -> tuple[list[str], list[str]]:
+    """Captions and the script of each: LAION-multi-like lengths (log-normal, median about 50 characters)."""
+    from tests.match import multilingual
+
+    rng = random.Random(seed)
+    by_script: dict[str, list[str]] = {s: [] for s in MULTI_SHARE}
+    for term in terms:
+        script = next((s for s, mark in MULTI_MARK.items() if mark in term and s in MULTI_SHARE), None)
+        by_script[script or _script_of(term, multilingual)].append(term)
+    vocab = {
+        s: multilingual.VOCABULARY[s] + ["".join(rng.choice(MULTI_SYLLABLES[s]) for _ in range(2)) for _ in range(300)]
+        for s in MULTI_SHARE
+    }
+    scripts, weights = list(MULTI_SHARE), list(MULTI_SHARE.values())
+    lengths = np.clip(np.random.default_rng(seed).lognormal(np.log(50), 0.6, n), 5, 400).astype(int)
+    captions, row_scripts = [], []
+    for target in lengths.tolist():
+        script = rng.choices(scripts, weights)[0]
+        unspaced = script in multilingual.UNSPACED and rng.random() < 0.8
+        words: list[str] = []
+        size = 0
+        while size < target:
+            word = rng.choice(vocab[script])
+            if script in ("latin", "cyrillic", "greek") and rng.random() < 0.15:
+                word = word.capitalize()
+            words.append(word)
+            size += len(word) + (not unspaced)
+        if rng.random() < 0.01 and by_script[script]:  # about 1 % of captions carry a stand-in term, disguised
+            spelled, _ = multilingual.spell(rng.choice(by_script[script]), script, rng)
+            words.insert(rng.randrange(len(words) + 1), spelled)
+        caption = ("" if unspaced else " ").join(words)
+        if rng.random() < 0.3:
+            caption += rng.choice(NOISE[script])
+        if rng.random() < 0.05:
+            caption += rng.choice([" 🙂", " ❤️", " 👍🏽", "​"])
+        captions.append(caption)
+        row_scripts.append(script)
+    return captions, row_scripts
+
+
+def _script_of(term: str, multilingual: Any) -> str:
+    return next(s for s, ts in multilingual.TERMS.items() if term in ts)
+
+
 def peak_rss_mib() -> float:
     """This process's peak resident set (VmHWM: unlike ru_maxrss it is not inherited across exec)."""
     with open("/proc/self/status") as handle:
@@ -179,6 +283,162 @@ def run_matcher(parquet: str, banks: str, bank: str, batch_rows: int, engine: st
         "rss_ready": rss_ready,
         "engine": used,
     }
+
+
+def run_versioned(src: str, parquet: str, terms_file: str, workdir: str, batch_rows: int, recall_rows: int) -> dict:
+    """One version of the code (its `src/` first on the path), its own bank import, then the scan's own path;
+    CPU time of the match calls only (the machine's two cores are shared, so wall time is noisier)."""
+    import sys
+
+    sys.path.insert(0, src)
+    import safeset
+    from safeset.banks.store import BankStore
+    from safeset.io.batch import RowBatch
+    from safeset.match.base import MATCHERS
+    from safeset.signals.compute import Signals
+
+    assert Path(safeset.__file__).is_relative_to(src), safeset.__file__
+    store = BankStore(Path(workdir))
+    info = store.add("t", "term", Path(terms_file))
+    started = time.perf_counter()
+    matcher = MATCHERS[info.kind](info, store.folder(info.name))
+    matcher.normalizer.normalize_strings(["warm-up"])
+    setup = time.perf_counter() - started
+    cpu, wall, rows, flagged = 0.0, 0.0, 0, 0
+    flagged_rows: list[int] = []
+    for batch in pq.ParquetFile(parquet).iter_batches(batch_size=batch_rows, columns=["TEXT"]):
+        rows_batch = RowBatch("bench", np.arange(rows, rows + batch.num_rows), None, captions=batch.column(0))
+        c0, t0 = time.process_time(), time.perf_counter()
+        hits = matcher.match(Signals(rows_batch, []))
+        cpu += time.process_time() - c0
+        wall += time.perf_counter() - t0
+        for h in hits:
+            flagged += len(h.positions)
+            flagged_rows.extend(p + rows for p in h.positions.tolist() if p + rows < recall_rows)
+        rows += batch.num_rows
+    engine = getattr(getattr(matcher, "automaton", None), "engine", "pyahocorasick")
+    return {
+        "rows": rows,
+        "cpu": cpu,
+        "wall": wall,
+        "flagged": flagged,
+        "flagged_rows": flagged_rows,
+        "setup_s": setup,
+        "engine": engine,
+    }
+
+
+def oracle_rows(captions: list[str], terms: list[str]) -> set[int]:
+    """Rows the substring-plus-boundary oracle flags (new normaliser on both sides; every occurrence checked)."""
+    import ahocorasick
+
+    from safeset.signals.text import TextNormalizer
+    from tests.match import multilingual
+
+    normalizer = TextNormalizer()
+    automaton = ahocorasick.Automaton()
+    for pattern in normalizer.normalize_strings(terms):
+        for spelling in multilingual.joined_spellings(pattern):
+            automaton.add_word(spelling, spelling)
+    automaton.make_automaton()
+    found = set()
+    for i, text in enumerate(normalizer.normalize_strings(captions)):
+        for end, spelling in automaton.iter(text):
+            start = end - len(spelling) + 1
+            before = text[start - 1] if start else None
+            after = text[end + 1] if end + 1 < len(text) else None
+            if multilingual.boundary_ok(before, spelling[0], spelling[-1], after):
+                found.add(i)
+                break
+    return found
+
+
+def before_after(args: argparse.Namespace) -> None:
+    """Old code (--before-rev) against the working tree, paired and interleaved, on multilingual captions."""
+    import subprocess
+    import sys
+    from statistics import median
+
+    repo = Path(__file__).resolve().parent.parent
+    sys.path.insert(0, str(repo))
+    print(f"machine: nproc={os.cpu_count()}, {cpu_model()}; Python {platform.python_version()}; {versions()}")
+    with tempfile.TemporaryDirectory(prefix="bench-terms-ba-") as tmp:
+        root = Path(tmp)
+        before_src = root / "before"
+        before_src.mkdir()
+        archive = subprocess.run(
+            ["git", "-C", str(repo), "archive", args.before_rev, "src"], check=True, capture_output=True
+        )
+        subprocess.run(["tar", "-x", "-C", str(before_src)], input=archive.stdout, check=True)
+        revision = subprocess.run(
+            ["git", "-C", str(repo), "rev-parse", "--short", args.before_rev],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        t0 = time.perf_counter()
+        terms = make_multilingual_terms(args.terms)
+        captions, scripts = make_multilingual_captions(args.rows, terms)
+        parquet = root / "captions.parquet"
+        pq.write_table(pa.table({"TEXT": captions}), parquet)
+        terms_file = root / "terms.txt"
+        terms_file.write_text("\n".join(terms) + "\n", encoding="utf-8")
+        chars = sum(len(c) for c in captions)
+        non_ascii = sum(1 for c in captions if not c.isascii()) / len(captions)
+        print(
+            f"data: {args.rows:,} multilingual captions (mean {chars / args.rows:.0f} chars,"
+            f" {non_ascii:.0%} non-ASCII), {len(terms):,} terms, generated in {time.perf_counter() - t0:.1f} s;"
+            f" batches of {args.batch_rows} rows"
+        )
+        versions_src = {f"before ({revision})": str(before_src / "src"), "after (working tree)": str(repo / "src")}
+        results: dict[str, list[dict[str, Any]]] = {label: [] for label in versions_src}
+        for run in range(args.runs):
+            order = list(versions_src) if run % 2 == 0 else list(versions_src)[::-1]
+            for label in order:
+                work = root / f"banks-{run}-{label.split()[0]}"
+                results[label].append(
+                    in_own_process(
+                        "run_versioned",
+                        versions_src[label],
+                        str(parquet),
+                        str(terms_file),
+                        str(work),
+                        args.batch_rows,
+                        args.recall_rows,
+                    )
+                )
+        recall_captions = captions[: args.recall_rows]
+        expected = oracle_rows(recall_captions, terms)
+    print(
+        f"\n{'code':<24} {'captions':>10} {'CPU s (median)':>15} {'captions/s/core: min':>21} {'median':>9} {'max':>9}"
+        f" {'flagged':>8}  engine, setup"
+    )
+    rates: dict[str, list[float]] = {}
+    for label, runs in results.items():
+        rates[label] = [r["rows"] / r["cpu"] for r in runs]
+        rate = sorted(rates[label])
+        print(
+            f"{label:<24} {runs[0]['rows']:>10,} {median(r['cpu'] for r in runs):>15.2f} {rate[0]:>21,.0f}"
+            f" {median(rate):>9,.0f} {rate[-1]:>9,.0f} {runs[0]['flagged']:>8,}  {runs[0]['engine']},"
+            f" {median(r['setup_s'] for r in runs):.1f} s"
+        )
+    before_label, after_label = list(versions_src)
+    ratios = sorted(a / b for a, b in zip(rates[after_label], rates[before_label], strict=True))
+    print(f"after / before, paired per run: {', '.join(f'{r:.2f}x' for r in ratios)}")
+    print(f"\nrecall per script on the first {len(recall_captions):,} captions (oracle: {len(expected):,} rows)")
+    print(
+        f"{'script':<10} {'oracle rows':>11} "
+        + " ".join(f"{label.split()[0] + ' found':>13} {'extra':>6}" for label in versions_src)
+    )
+    found = {label: set(results[label][0]["flagged_rows"]) for label in versions_src}
+    for script in [*MULTI_SHARE, "all"]:
+        rows = {i for i in expected if script == "all" or scripts[i] == script}
+        cells = []
+        for label in versions_src:
+            extra = {i for i in found[label] - expected if script == "all" or scripts[i] == script}
+            hit = len(rows & found[label])
+            cells.append(f"{hit:>6} ({hit / max(len(rows), 1):>4.0%}) {len(extra):>6}")
+        print(f"{script:<10} {len(rows):>11} " + " ".join(cells))
 
 
 def run_re_alternation(parquet: str, terms_file: str, limit: int) -> dict[str, Any]:
@@ -258,7 +518,14 @@ def main() -> None:
     parser.add_argument(
         "--compare-engines", action="store_true", help="also run the batched path on pyahocorasick (two more runs)"
     )
+    parser.add_argument("--before-after", action="store_true", help="old code against the working tree (issue 13)")
+    parser.add_argument("--before-rev", default="HEAD", help="git revision of the old code (default HEAD)")
+    parser.add_argument("--runs", type=int, default=3, help="paired runs for --before-after")
+    parser.add_argument("--recall-rows", type=int, default=20_000, help="captions checked against the oracle")
     args = parser.parse_args()
+    if args.before_after:
+        before_after(args)
+        return
 
     from safeset.banks.store import BankStore
 

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import unicodedata
+
 import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from safeset.signals.text import STEPS, TextNormalizer, parse_steps
 
@@ -21,12 +25,16 @@ def fold(text: str) -> str:
     ("step", "raw", "folded"),
     [
         ("nfkc", "Ｚｏｒｂｌａｘ ﬁ", "zorblax fi"),
+        ("invisible", "zor\u200bbl\u00adax\ufe0f", "zorblax"),
+        ("invisible", "여\u200d성\U000e0101", "여성"),
         ("casefold", "ZORBLAX Straße", "zorblax strasse"),
         ("accents", "zörblàx", "zorblax"),
         ("confusables", "zоrblах", "zorblax"),  # Cyrillic о, а, х
         ("leetspeak", "z0rbl4x", "zorblax"),
         ("separators", "z.o.r.b.l.a.x", "zorblax"),
+        ("separators", "사 진", "사진"),
         ("spacing", "zorblax,  quinfrob!", "zorblax quinfrob"),
+        ("spacing", "猫  咖啡 ภาพ", "猫咖啡ภาพ"),
         ("repeats", "zooorblaaax", "zorblax"),
     ],
 )
@@ -74,3 +82,96 @@ def test_step_lists_parse_and_refuse_unknown_steps() -> None:
     assert parse_steps("spacing,casefold") == ("casefold", "spacing")  # always in pipeline order
     with pytest.raises(ValueError, match="unknown normalisation step"):
         parse_steps("casefold,stemming")
+
+
+def test_invisible_characters_go_whatever_their_kind() -> None:
+    # Category Cf (zero-width space/joiners, word joiner, BOM, bidi controls, tags), the soft hyphen, the
+    # Mongolian vowel separator, variation selectors and Hangul fillers: none may split a word.
+    hidden = (
+        "\u200b\u200c\u200d\u2060\ufeff\u00ad\u180e\u202e\u2066\ufe00\ufe0f\U000e0100\U000e01ef\U000e0041\u3164\u034f"
+    )
+    for char in hidden:
+        assert fold(f"zor{char}blax") == "zorblax", hex(ord(char))
+    assert norm("zor\u200bblax", "casefold") == "zor\u200bblax"  # only when the step is chosen
+
+
+def test_spaced_syllables_join_but_two_latin_letters_and_single_hangul_words_beside_longer_ones_do_not() -> None:
+    assert fold("사 진 작 가") == "사진작가" and fold("여 성의") == "여 성의"
+    assert fold("蛋 糕") == "蛋糕" and fold("a b") == "a b" and fold("이 책을") == "이 책을"
+
+
+def test_whitespace_stays_between_words_of_spaced_scripts_next_to_unspaced_ones() -> None:
+    assert fold("猫 cat 猫") == "猫 cat 猫" and fold("고양이 猫") == "고양이 猫" and fold("猫。咖啡") == "猫 咖啡"
+
+
+# Characters that compose, reorder or decompose under NFKC: marks, conjoining jamo, full-width and half-width
+# forms, ligatures, Indic vowel signs that compose with the sign before them.
+TRICKY = "ae\u0301\u0327\u0323\u0300\u1100\u1161\u11a8\u1112가각ＡＢ，ﬁ①ｶﾞ\u0e01\u0e48\u0e35"
+TRICKY += "\u0915\u093c\u09c7\u09be\u0cc6\u0cd5 "
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    rows=st.lists(
+        st.one_of(
+            st.text(alphabet=TRICKY, max_size=12),
+            st.text(alphabet=st.characters(exclude_categories=("Cs",), exclude_characters="\x00"), max_size=12),
+        ),
+        max_size=6,
+    )
+)
+def test_nfkc_step_equals_python_nfkc_row_by_row(rows: list[str]) -> None:
+    # Only rows that are not in NFKC already go through Python's normaliser; the result must not differ.
+    assert TextNormalizer(["nfkc"]).normalize_strings(rows) == [unicodedata.normalize("NFKC", r) for r in rows]
+
+
+# Letters of several scripts, leet symbols, separators, whitespace, invisible characters, row-closing NULs.
+MIXED = "abAB0134@$ .-_,ｚ\u3000\t\u200b\u00ad\ufe0fßﬁ사진이가蛋糕兔ネコภาพ่жщكعة" + TRICKY
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    rows=st.lists(st.text(alphabet=MIXED, max_size=30), max_size=6),
+    steps=st.sets(st.sampled_from(STEPS)),
+)
+def test_compiled_steps_equal_the_numpy_reference(rows: list[str], steps: set[str]) -> None:
+    import safeset.signals.text as text_module
+
+    normalizer = TextNormalizer(steps)
+    compiled = normalizer.normalize_array(pa.array(rows, type=pa.string()))
+    try:
+        text_module.COMPILED = False
+        reference = normalizer.normalize_array(pa.array(rows, type=pa.string()))
+    finally:
+        text_module.COMPILED = True
+    assert bytes(compiled.data) == bytes(reference.data)
+    assert compiled.byte_starts.tolist() == reference.byte_starts.tolist()
+    assert compiled.byte_ends.tolist() == reference.byte_ends.tolist()
+
+
+def test_compiled_steps_equal_the_numpy_reference_on_long_runs() -> None:
+    import safeset.signals.text as text_module
+
+    rows = [
+        "a" + "0" * 20 + "b",
+        "0" * 12 + "x",
+        "猫" + " " * 65 + "猫",
+        "猫" + " " * 66 + "猫",
+        "x" + "1" * 9,
+        "s t o c k",
+    ]
+    normalizer = TextNormalizer()
+    compiled = normalizer.normalize_strings(rows)
+    text_module.COMPILED = False
+    try:
+        assert compiled == normalizer.normalize_strings(rows)
+    finally:
+        text_module.COMPILED = True
+
+
+def test_bytes_that_are_not_utf8_read_as_replacement_characters_without_an_error() -> None:
+    data = b"zor\xffblax" + b"ab\xe4\xb8" + b"\xf0\x9f\x98\x80ok" + b"\xed\xa0\x80x"
+    offsets = pa.py_buffer(bytes(pa.array([0, 8, 12, 18, 22], type=pa.int32()).buffers()[1]))
+    values = pa.StringArray.from_buffers(4, offsets, pa.py_buffer(data))
+    rows = TextNormalizer(["nfkc", "casefold"]).normalize_array(values).rows()
+    assert rows == ["zor\ufffdblax", "ab\ufffd\ufffd", "\U0001f600ok", "\ufffd\ufffd\ufffdx"]

@@ -9,8 +9,12 @@ comments, line numbers, invalid UTF-8 named by line):
             (`term<TAB>lang<TAB>weight` is one: `lang` is no language tag) and names a column.
 
 A bank stores its terms already normalised with the steps chosen at import (all by default), so captions
-are normalised the same way at scan time. With `--near FILE --within N` the bank is a co-occurrence rule:
-a caption is flagged only when one of its terms appears within N tokens of a term from FILE.
+are normalised the same way at scan time, and the other spellings of terms whose words may be written
+apart or together (`t-shirt`: also `tshirt`). In `word` mode the word boundaries fit each character's
+script (see `match/terms.py`), so one bank holds terms in every script. A term holding an invisible
+character is refused, by line, unless the `invisible` step removes it. With `--near FILE --within N` the
+bank is a co-occurrence rule: a caption is flagged only when one of its terms appears within N tokens of a
+term from FILE.
 Term lists are sensitive: the bank keeps them private (0600) and findings name terms only by line number.
 """
 
@@ -34,13 +38,45 @@ from safeset.banks.store import BankKind, register_kind
 from safeset.errors import SafesetError
 from safeset.fsutil import sha256_file
 from safeset.policy.actions import Action
-from safeset.signals.text import STEPS, TextNormalizer
+from safeset.signals.text import STEPS, TextNormalizer, char_tables
 
 MATCH_MODES = ("word", "substring")
 _LANG = re.compile(r"^[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{1,8})*$")
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 TERMS_FILE = "terms.parquet"
 MAIN_LIST, NEAR_LIST = 0, 1
+#: A term with up to this many separators gets every joined/separated spelling (2^n of them); a longer phrase
+#: only its fully joined one.
+_MAX_SEPARATORS_COMBINED = 3
+
+
+def spelling_variants(patterns: list[str], normalizer: TextNormalizer) -> list[list[str]]:
+    """Other spellings of each normalised term whose words may be written apart or together: `t-shirt` and
+    `t shirt` (both `t shirt` once normalised) also match `tshirt`, `여성 사진` also `여성사진`. Only where the
+    `spacing` step has turned every hyphen, joiner and run of spaces into one space; the variants are
+    normalised again, in one batch (joining may bring letters together that `repeats` then folds)."""
+    if "spacing" not in normalizer.steps:
+        return [[] for _ in patterns]
+    owner: list[int] = []
+    spellings: list[str] = []
+    for i, pattern in enumerate(patterns):
+        words = pattern.split(" ")
+        gaps = len(words) - 1
+        if not gaps:
+            continue
+        # Each gap joined (bit set) or kept; a long phrase only fully joined.
+        masks = range(1, 2**gaps) if gaps <= _MAX_SEPARATORS_COMBINED else range(2**gaps - 1, 2**gaps)
+        for mask in masks:
+            spelling = words[0]
+            for gap, word in enumerate(words[1:]):
+                spelling += ("" if mask >> gap & 1 else " ") + word
+            spellings.append(spelling)
+            owner.append(i)
+    variants: list[list[str]] = [[] for _ in patterns]
+    for i, spelling in zip(owner, normalizer.normalize_strings(spellings) if spellings else [], strict=True):
+        if spelling and spelling != patterns[i] and spelling not in variants[i]:
+            variants[i].append(spelling)
+    return variants
 
 
 def split_term_line(values: pa.Array) -> SplitLines:
@@ -161,6 +197,15 @@ class TermKind(BankKind):
         invalid.add(bad_weight, "weight is not a number >= 0")
         patterns = normalizer.normalize_strings(terms)
         invalid.add(np.array([not p for p in patterns], dtype=bool), "nothing left of the term after normalisation")
+        # Captions hide these characters inside words. Without the `invisible` step that removes them, a term
+        # holding one would be split or never match: refused, by line, rather than imported silently.
+        if "invisible" not in normalizer.steps:
+            invisible = char_tables().invisible
+            invalid.add(
+                np.array([any(invisible[ord(c)] for c in t) for t in terms], dtype=bool),
+                "invisible format character in the term (zero-width, soft hyphen, variation selector, ...);"
+                " remove it or normalise with the 'invisible' step",
+            )
         invalid.derived.update(patterns=patterns, langs=langs, weights=parsed)
         return invalid
 
@@ -181,6 +226,7 @@ class TermKind(BankKind):
                 "pattern": pa.array(kept_patterns, type=pa.string()),
                 "lang": pa.array(kept_langs, type=pa.string()),
                 "weight": pa.array([w for w, k in zip(weights, keep, strict=True) if k], type=pa.float64()),
+                "variants": pa.array(spelling_variants(kept_patterns, normalizer), pa.list_(pa.string())),
             }
         )
         stats = {

@@ -49,11 +49,15 @@ class TermMatcher(Matcher):
         # One automaton key per distinct pattern; a pattern may stand for several lines of either list.
         index: dict[str, int] = {}
         self.terms_of: list[list[int]] = []  # pattern -> rows of the terms table
-        for row, pattern in enumerate(table["pattern"]):
-            if pattern not in index:
-                index[pattern] = len(index)
-                self.terms_of.append([])
-            self.terms_of[index[pattern]].append(row)
+        # Other spellings of a term (`tshirt` for `t shirt`) are keys of their own that stand for the same lines;
+        # banks imported before variants existed have no such column.
+        variants = table.get("variants") or [[] for _ in table["pattern"]]
+        for row, (pattern, others) in enumerate(zip(table["pattern"], variants, strict=True)):
+            for spelling in dict.fromkeys([pattern, *(others or [])]):
+                if spelling not in index:
+                    index[spelling] = len(index)
+                    self.terms_of.append([])
+                self.terms_of[index[spelling]].append(row)
         self.list_of: list[int] = table["list"]
         encoded = [p.encode("utf-8") for p in index]
         self.lengths = np.array([len(p) for p in encoded], dtype=np.int64)  # in UTF-8 bytes
@@ -241,16 +245,26 @@ class _Automaton:
 
 
 def _on_word_boundaries(text: NormalizedText, rows: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
-    """A hit is a whole word when the characters around it are not word characters (the ends of its row count
-    as such); scripts written without spaces (Han, kana, Thai, ...) need no boundary, on either side of the edge."""
+    """Word boundaries that fit the script, read from the characters on each side of each edge (so one bank holds
+    terms in every script):
+
+    - spaced scripts (Latin, Cyrillic, Arabic, ...): whole words, the characters around the hit are not word
+      characters (the ends of its row count as such);
+    - Hangul: a term starts a Hangul word, and anything may follow it (particles are written onto the word:
+      `여성의`, `고양이가`); a Latin word followed by a particle (`zorblax가`) is whole too;
+    - scripts written without spaces (Han, kana, Thai, ...): no boundary, on either side of the edge;
+    - a change between Hangul and another script is a boundary (`LG전자`)."""
     tables = char_tables()
     data = text.bytes_array
     at_start, at_end = starts <= text.byte_starts[rows], ends >= text.byte_ends[rows]
     first, last = _code_point_at(data, starts), _code_point_at(data, _lead_byte_before(data, ends))
     before = np.where(at_start, 0, _code_point_at(data, _lead_byte_before(data, starts)))
     after = np.where(at_end, 0, _code_point_at(data, np.minimum(ends, len(data) - 1)))
-    ok_before = ~tables.word[before] | tables.unspaced[before] | tables.unspaced[first]
-    ok_after = ~tables.word[after] | tables.unspaced[after] | tables.unspaced[last]
+    hangul = tables.hangul
+    ok_before = (
+        ~tables.word[before] | tables.unspaced[before] | tables.unspaced[first] | (hangul[before] != hangul[first])
+    )
+    ok_after = ~tables.word[after] | tables.unspaced[after] | tables.unspaced[last] | hangul[after] | hangul[last]
     return ok_before & ok_after
 
 

@@ -4,10 +4,13 @@ Term lists are evaded with case, accents, look-alike letters, leetspeak, spacing
 sides are folded into one normal form before matching. Each step is optional; the steps a bank was built
 with are recorded in its `bank.json` and so in every run's `summary.json`.
 
-A batch of captions is joined into one string with a NUL after every row, so each step is a handful of
-C-level calls over the whole batch (Python's NFKC, numpy gathers over UTF-32 code points, boolean masks
-for context rules) instead of Python work per row; the same function normalises terms, so a term and a
-caption containing it always agree.
+A batch of captions is decoded from the Arrow buffer into code points with a NUL after every row, and
+each step is one compiled pass (numba) over the whole batch instead of Python work per row: one table pass
+for every per-character step (NFKC's context-free images, invisible characters, case, accents,
+confusables), leetspeak, separators, then one pass for spacing, repeats and the UTF-8 the matcher scans.
+Only rows holding a character that NFKC may combine with its neighbours go through Python's normaliser.
+The numpy version of every step (`COMPILED = False`) is the reference the compiled passes are tested
+against. The same function normalises terms, so a term and a caption containing it always agree.
 """
 
 from __future__ import annotations
@@ -17,24 +20,63 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache, cached_property
 from importlib import resources
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-#: Every step, in the order they run. `separators` joins three or more single characters separated by one
-#: and the same character (`w.o.r.d`, `w o r d`, `w-o-r-d` -> `word`; in `a w.o.r.d` the `a` stays apart);
-#: `spacing` then turns each run of whitespace or punctuation into one space;
-#: `repeats` collapses every run of one repeated letter to a single letter (on both sides, so `book`
-#: still matches `book`, and `boook` matches it too).
-STEPS: tuple[str, ...] = ("nfkc", "casefold", "accents", "confusables", "leetspeak", "separators", "spacing", "repeats")
+#: Every step, in the order they run. `invisible` deletes invisible format characters (Unicode category Cf
+#: such as zero-width spaces and joiners, the soft hyphen, bidi controls, tags; variation selectors and
+#: the other default-ignorable code points such as Hangul fillers), which otherwise split a word in two;
+#: `separators` joins three or more single characters separated by one and the same character (`w.o.r.d`,
+#: `w o r d`, `w-o-r-d` -> `word`; in `a w.o.r.d` the `a` stays apart), and two or more in scripts whose
+#: characters are syllables (Hangul, Han, kana: `사 진` -> `사진`); `spacing` then turns each run of
+#: whitespace or punctuation into one space (whitespace between two characters of a script written without
+#: spaces, such as Han or Thai, goes); `repeats` collapses every run of one repeated letter to a single
+#: letter (on both sides, so `book` still matches `book`, and `boook` matches it too).
+STEPS: tuple[str, ...] = (
+    "nfkc",
+    "invisible",
+    "casefold",
+    "accents",
+    "confusables",
+    "leetspeak",
+    "separators",
+    "spacing",
+    "repeats",
+)
 
 #: Leetspeak digits and symbols, read as the letter only where they touch a letter (`h4x0r`, `$ign`), so
 #: that numbers such as `2014` stay numbers. `1` is read as `i` (the commoner reading).
 LEET: dict[str, str] = {"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s"}
 
+#: Default_Ignorable_Code_Point ranges (Unicode DerivedCoreProperties) beyond category Cf: combining grapheme
+#: joiner, Hangul fillers, Khmer inherent vowels, Mongolian variation selectors, variation selectors,
+#: halfwidth Hangul filler, unassigned U+FFF0-FFF8, and the whole tag / variation selector supplement plane.
+DEFAULT_IGNORABLE: tuple[tuple[int, int], ...] = (
+    (0x00AD, 0x00AD),
+    (0x034F, 0x034F),
+    (0x061C, 0x061C),
+    (0x115F, 0x1160),
+    (0x17B4, 0x17B5),
+    (0x180B, 0x180F),
+    (0x200B, 0x200F),
+    (0x202A, 0x202E),
+    (0x2060, 0x206F),
+    (0x3164, 0x3164),
+    (0xFE00, 0xFE0F),
+    (0xFEFF, 0xFEFF),
+    (0xFFA0, 0xFFA0),
+    (0xFFF0, 0xFFF8),
+    (0x1BCA0, 0x1BCA3),
+    (0x1D173, 0x1D17A),
+    (0xE0000, 0xE0FFF),
+)
+
 ROW_END = 0  # NUL closes every row of a joined batch; no pattern can contain it, so no match spans two rows
 _SPACE = 0x20
+_FIRST_INVISIBLE = 0xAD  # the soft hyphen: a batch with no code point this high holds no invisible character
 _N_CODES = 0x110000
 _SURROGATES = slice(0xD800, 0xE000)
 
@@ -83,6 +125,10 @@ class CharTables:
     word: np.ndarray  # bool: letter, digit or mark (part of a word)
     alpha: np.ndarray  # bool: letter
     unspaced: np.ndarray  # bool: script written without spaces between words (Han, kana, Thai, ...)
+    hangul: np.ndarray  # bool: Hangul (words are spaced, particles are written onto the word)
+    syllabic: np.ndarray  # bool: one character is a syllable (Hangul, Han, kana, Yi): two spaced ones join
+    invisible: np.ndarray  # bool: invisible format character or other default-ignorable code point
+    space: np.ndarray  # bool: whitespace
 
 
 def _all_code_points() -> pa.Array:
@@ -106,9 +152,16 @@ def char_tables() -> CharTables:
     alpha = np.asarray(pc.utf8_is_alpha(chars).to_numpy(zero_copy_only=False), dtype=bool)
     word = np.asarray(pc.utf8_is_alnum(chars).to_numpy(zero_copy_only=False), dtype=bool) | _mask(chars, r"^\pM$")
     unspaced = _mask(chars, r"^[\p{Han}\p{Hiragana}\p{Katakana}\p{Thai}\p{Lao}\p{Khmer}\p{Myanmar}]$")
-    for table in (word, alpha, unspaced):
+    hangul = _mask(chars, r"^\p{Hangul}$")
+    syllabic = _mask(chars, r"^[\p{Hangul}\p{Han}\p{Hiragana}\p{Katakana}\p{Yi}]$") & alpha
+    invisible = _mask(chars, r"^\p{Cf}$")
+    for first, last in DEFAULT_IGNORABLE:
+        invisible[first : last + 1] = True
+    invisible[_SURROGATES] = False
+    space = _mask(chars, r"^[\p{Z}\t\n\v\f\r\x{85}]$")
+    for table in (word, alpha, unspaced, hangul, syllabic, invisible, space):
         table[ROW_END] = False
-    return CharTables(word=word, alpha=alpha, unspaced=unspaced)
+    return CharTables(word, alpha, unspaced, hangul, syllabic, invisible, space)
 
 
 @cache
@@ -229,6 +282,80 @@ for _digit, _letter in LEET.items():
     _LEET_TARGET[ord(_digit)] = ord(_letter)
 
 
+@dataclass(frozen=True)
+class NfkcTables:
+    """NFKC in table form. `unstable`: a text holding the character may change under NFKC (the quick check,
+    made exact for single characters), so a row without any is already in NFKC. `hard`: the character may
+    interact with its neighbours (non-zero combining class: reordered; the second half of a canonical pair,
+    Hangul vowel and trailing jamo: composed with the one before; or a compatibility character whose image
+    starts with such a one), so its row goes through Python's normaliser. The other unstable characters
+    (full-width forms, ligatures, circled digits, ...) are `simple`: their image, in `mapping`, does not
+    depend on what is around them."""
+
+    unstable: np.ndarray  # bool per code point
+    hard: np.ndarray  # bool per code point
+    mapping: CharMap
+
+
+@cache
+def nfkc_tables() -> NfkcTables:
+    chars = _all_code_points()
+    changes = ~np.asarray(pc.equal(pc.utf8_normalize(chars, "NFKC"), chars).to_numpy(zero_copy_only=False), dtype=bool)
+    interacts = np.zeros(_N_CODES, dtype=bool)
+    for code in np.flatnonzero(_mask(chars, r"^\p{M}$")).tolist():
+        interacts[code] = unicodedata.combining(chr(code)) != 0
+    nfd = pc.utf8_normalize(chars, "NFD")
+    decomposes = ~np.asarray(pc.equal(nfd, chars).to_numpy(zero_copy_only=False), dtype=bool)
+    for code in np.flatnonzero(decomposes).tolist():
+        parts = unicodedata.decomposition(chr(code)).split()
+        if len(parts) == 2 and not parts[0].startswith("<"):
+            interacts[int(parts[1], 16)] = True
+    interacts[0x1161:0x1176] = True  # Hangul V jamo (L+V compose arithmetically, not by decomposition tables)
+    interacts[0x11A8:0x11C3] = True  # Hangul T jamo
+    changes[_SURROGATES] = interacts[_SURROGATES] = False
+    changes[ROW_END] = interacts[ROW_END] = False
+    hard = interacts.copy()
+    single = np.arange(_N_CODES, dtype=np.uint32)
+    length = np.ones(_N_CODES, dtype=np.uint8)
+    flat_start = np.zeros(_N_CODES, dtype=np.int64)
+    flat: list[int] = []
+    for code in np.flatnonzero(changes & ~interacts).tolist():
+        image = unicodedata.normalize("NFKC", chr(code))
+        if not image or interacts[ord(image[0])] or len(image) > 255:
+            hard[code] = True
+        elif len(image) == 1:
+            single[code] = ord(image)
+        else:
+            length[code] = len(image)
+            flat_start[code] = len(flat)
+            flat.extend(ord(c) for c in image)
+    mapping = CharMap(single, length, flat_start, np.array(flat, dtype=np.uint32))
+    return NfkcTables(unstable=changes | interacts, hard=hard, mapping=mapping)
+
+
+def nfkc_unstable() -> np.ndarray:
+    return nfkc_tables().unstable
+
+
+def _nfkc_rows_that_need_it(text: str, codes: np.ndarray) -> np.ndarray:
+    """NFKC, run by Python only on the rows that are not in NFKC already: over a whole batch, one stray
+    full-width comma would send every row through the slow path (3-4x the cost on multilingual captions)."""
+    unstable = nfkc_unstable()[codes]
+    if not unstable.any():
+        return codes
+    row_ends = np.flatnonzero(codes == ROW_END)
+    rows = np.unique(np.searchsorted(row_ends, np.flatnonzero(unstable)))
+    row_starts = np.zeros(len(row_ends), dtype=np.int64)
+    row_starts[1:] = row_ends[:-1] + 1
+    pieces, done = [], 0
+    for start, end in zip(row_starts[rows].tolist(), row_ends[rows].tolist(), strict=True):
+        pieces.append(text[done:start])
+        pieces.append(unicodedata.normalize("NFKC", text[start:end]))
+        done = end
+    pieces.append(text[done:])
+    return np.frombuffer("".join(pieces).encode("utf-32-le"), dtype=np.uint32)
+
+
 def _leetspeak(codes: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     candidates = np.flatnonzero((codes < 128) & (_LEET_TARGET[np.minimum(codes, 127)] != 0))
     if not len(candidates):
@@ -249,7 +376,37 @@ def _leetspeak(codes: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     return codes
 
 
-def _spacing(codes: np.ndarray, word: np.ndarray) -> np.ndarray:
+def _drop_spaces_between_unspaced(codes: np.ndarray, tables: CharTables) -> np.ndarray:
+    """Whitespace between two characters of scripts written without spaces (`猫 咖啡`, Thai phrases) separates
+    no words: it goes, so that a term matches however the caption was spaced."""
+    unspaced = tables.unspaced[codes]
+    if not unspaced.any():
+        return codes
+    space = tables.space[codes]
+    first = np.flatnonzero(space[1:] & unspaced[:-1]) + 1  # a run of whitespace after an unspaced character
+    if not len(first):
+        return codes
+    # Walk each run to its end (runs are short: one space, most of the time).
+    last = len(codes) - 1
+    after = np.minimum(first + 1, last)
+    for _ in range(64):
+        more = space[after] & (after < last)
+        if not more.any():
+            break
+        after = after + more
+    keep = unspaced[after] & ~space[after]
+    first, after = first[keep], after[keep]
+    if not len(first):
+        return codes
+    drop = np.zeros(len(codes) + 1, dtype=np.int32)  # +1 at a run's start, -1 after its end
+    np.add.at(drop, first, 1)
+    np.add.at(drop, after, -1)
+    return codes[np.cumsum(drop[:-1]) == 0]
+
+
+def _spacing(codes: np.ndarray, tables: CharTables) -> np.ndarray:
+    codes = _drop_spaces_between_unspaced(codes, tables)
+    word = tables.word
     codes = np.where(word[codes] | (codes == ROW_END), codes, _SPACE).astype(np.uint32)
     space = codes == _SPACE
     boundary = space | (codes == ROW_END)
@@ -260,21 +417,29 @@ def _spacing(codes: np.ndarray, word: np.ndarray) -> np.ndarray:
     return codes[~(space & _shift_left(codes == ROW_END))]  # the one space left before a row end
 
 
-def _join_single_characters(codes: np.ndarray, word: np.ndarray) -> np.ndarray:
-    token = word[codes]
+def _join_single_characters(codes: np.ndarray, tables: CharTables) -> np.ndarray:
+    token = tables.word[codes]
     single = token & ~_shift_right(token) & ~_shift_left(token)
     separator = ~token & (codes != ROW_END)
     between = separator & _shift_right(single) & _shift_left(single)
+    if not between.any():
+        return codes
     # Three single characters or more: the same separator again two places away (so the article in
     # `a Z.O.R.D` is not glued to the word that follows it).
     same_before, same_after = np.zeros_like(between), np.zeros_like(between)
     same_before[2:] = between[:-2] & (codes[2:] == codes[:-2])
     same_after[:-2] = between[2:] & (codes[:-2] == codes[2:])
     chained = between & (same_before | same_after)
+    # A Hangul or Han character is a syllable, not a letter: two of them spaced apart (`사 진`) are as much a
+    # spelled-out word as five Latin letters are.
+    syllable = single & tables.syllabic[codes]
+    chained |= between & _shift_right(syllable) & _shift_left(syllable)
     return codes[~chained] if chained.any() else codes
 
 
 def _collapse_repeats(codes: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    if not len(codes):
+        return codes
     repeat = alpha[codes]
     repeat[1:] &= codes[1:] == codes[:-1]
     repeat[0] = False
@@ -321,6 +486,325 @@ def _raw_rows(values: pa.Array) -> NormalizedText:
     return NormalizedText(data, starts, ends)
 
 
+#: Run the steps as compiled loops (numba), one pass each over the batch's code points; False runs the numpy
+#: version, kept as the reference the compiled one is tested against (same output for every input).
+COMPILED = True
+_NOTHING_HARD = np.zeros(_N_CODES, dtype=bool)
+_KERNELS: list[str] = []
+
+
+def _jit(function: Any) -> Any:
+    """Marks a compiled kernel. numba is imported and the kernels compiled (or loaded from numba's cache) on
+    the first normalisation, not on import: importing numba costs a second or two that a CLI call which never
+    normalises should not pay."""
+    _KERNELS.append(function.__name__)
+    return function
+
+
+@cache
+def _compile_kernels() -> None:
+    import numba
+
+    compile_kernel = numba.njit(cache=True, nogil=True)
+    for name in _KERNELS:  # module globals, so that kernels calling kernels find the compiled ones
+        globals()[name] = compile_kernel(globals()[name])
+
+
+@_jit
+def _k_map(codes: np.ndarray, single: np.ndarray, length: np.ndarray, flat_start: np.ndarray, flat: np.ndarray):
+    total = 0
+    for c in codes:
+        total += length[c]
+    out = np.empty(total, dtype=np.uint32)
+    size = 0
+    for c in codes:
+        n = length[c]
+        if n == 1:
+            out[size] = single[c]
+            size += 1
+        else:
+            start = flat_start[c]
+            for k in range(n):
+                out[size + k] = flat[start + k]
+            size += n
+    return out
+
+
+@_jit
+def _k_leetspeak(codes: np.ndarray, alpha: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """As `_leetspeak`: in a run of leet symbols, those within 8 places of a letter touching the run convert
+    (the numpy version spreads one place per round, for 8 rounds). In place: `codes` is always a fresh array
+    here, and the letters a run looks at are never leet symbols themselves, so no conversion affects another."""
+    out = codes
+    n = len(codes)
+    i = 0
+    while i < n:
+        if codes[i] < 128 and target[codes[i]] != 0:
+            j = i
+            while j < n and codes[j] < 128 and target[codes[j]] != 0:
+                j += 1
+            left = i > 0 and alpha[codes[i - 1]]
+            right = j < n and alpha[codes[j]]
+            for k in range(i, j):
+                if (left and k - i < 8) or (right and j - 1 - k < 8):
+                    out[k] = target[codes[k]]
+            i = j
+        else:
+            i += 1
+    return out
+
+
+@_jit
+def _k_is_single(codes: np.ndarray, word: np.ndarray, i: int) -> bool:
+    """A word character with no word character on either side (False outside the array)."""
+    n = len(codes)
+    return (
+        0 <= i < n and word[codes[i]] and not (i > 0 and word[codes[i - 1]]) and not (i + 1 < n and word[codes[i + 1]])
+    )
+
+
+@_jit
+def _k_is_between(codes: np.ndarray, word: np.ndarray, i: int) -> bool:
+    """A separator (not a word character, not a row end) between two single characters."""
+    if i < 1 or i + 1 >= len(codes):
+        return False
+    c = codes[i]
+    return not word[c] and c != ROW_END and _k_is_single(codes, word, i - 1) and _k_is_single(codes, word, i + 1)
+
+
+@_jit
+def _k_join_single_characters(codes: np.ndarray, word: np.ndarray, syllabic: np.ndarray) -> np.ndarray:
+    """As `_join_single_characters`; the neighbourhood is only looked at around separators."""
+    n = len(codes)
+    out = np.empty_like(codes)
+    size = 0
+    for i in range(n):
+        c = codes[i]
+        if (
+            not word[c]
+            and c != ROW_END
+            and _k_is_between(codes, word, i)
+            and (
+                (_k_is_between(codes, word, i - 2) and codes[i - 2] == c)
+                or (_k_is_between(codes, word, i + 2) and codes[i + 2] == c)
+                or (syllabic[codes[i - 1]] and syllabic[codes[i + 1]])
+            )
+        ):
+            continue
+        out[size] = c
+        size += 1
+    return out[:size]
+
+
+@_jit
+def _k_put_utf8(out: np.ndarray, at: int, c: int) -> int:
+    if c < 0x80:
+        out[at] = c
+        return at + 1
+    if c < 0x800:
+        out[at] = 0xC0 | (c >> 6)
+        out[at + 1] = 0x80 | (c & 0x3F)
+        return at + 2
+    if c < 0x10000:
+        out[at] = 0xE0 | (c >> 12)
+        out[at + 1] = 0x80 | ((c >> 6) & 0x3F)
+        out[at + 2] = 0x80 | (c & 0x3F)
+        return at + 3
+    out[at] = 0xF0 | (c >> 18)
+    out[at + 1] = 0x80 | ((c >> 12) & 0x3F)
+    out[at + 2] = 0x80 | ((c >> 6) & 0x3F)
+    out[at + 3] = 0x80 | (c & 0x3F)
+    return at + 4
+
+
+@_jit
+def _k_finish(
+    codes: np.ndarray,
+    word: np.ndarray,
+    unspaced: np.ndarray,
+    space: np.ndarray,
+    alpha: np.ndarray,
+    spacing: bool,
+    repeats: bool,
+) -> tuple[np.ndarray, np.ndarray]:
+    """`spacing` (as `_drop_spaces_between_unspaced`, then `_spacing`), `repeats` (as `_collapse_repeats`) and
+    the UTF-8 encoding in one pass: the UTF-8 bytes, and the byte offset of every row-closing NUL."""
+    n = len(codes)
+    out = np.empty(4 * n, dtype=np.uint8)
+    ends = np.empty(n, dtype=np.int64)
+    at = 0
+    rows = 0
+    last = 0xFFFFFFFF  # the last character written (repeats compare against it)
+    after_boundary = True  # spacing: a space after a space, a row end or the start of the batch goes
+    pending_space = False  # spacing: a space is written once the next character is known not to be a row end
+    i = 0
+    while i < n:
+        c = int(codes[i])
+        i += 1
+        if spacing:
+            if space[c] and i > 1 and unspaced[codes[i - 2]]:
+                # A run of up to 65 whitespace characters between two characters of scripts written without
+                # spaces goes.
+                j = i
+                while j < n and space[codes[j]]:
+                    j += 1
+                if j < n and j - (i - 1) <= 65 and unspaced[codes[j]]:
+                    i = j
+                    continue
+            if not word[c] and c != ROW_END:
+                c = _SPACE
+            if c == _SPACE:
+                if not after_boundary:
+                    pending_space = True
+                after_boundary = True
+                continue
+            after_boundary = c == ROW_END
+            if pending_space:
+                pending_space = False
+                if c != ROW_END:
+                    at = _k_put_utf8(out, at, _SPACE)  # a space is no letter: never a repeat
+                    last = _SPACE
+        if repeats and alpha[c] and c == last:
+            continue
+        if c == ROW_END:
+            ends[rows] = at
+            rows += 1
+        at = _k_put_utf8(out, at, c)
+        last = c
+    if pending_space:
+        at = _k_put_utf8(out, at, _SPACE)
+    return out[:at], ends[:rows]
+
+
+@_jit
+def _k_decode_rows(
+    data: np.ndarray, starts: np.ndarray, ends: np.ndarray, hard: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Code points of every row, each row closed by NUL (a NUL inside a row reads as a space, a byte that is not
+    UTF-8 as U+FFFD), straight from the Arrow data buffer; with where each row starts among them (and the
+    total last), and the rows holding a character marked in `hard`."""
+    out = np.empty(len(data) + len(starts), dtype=np.uint32)
+    row_starts = np.empty(len(starts) + 1, dtype=np.int64)
+    hard_rows = np.empty(len(starts), dtype=np.int64)
+    n_hard = 0
+    size = 0
+    for row in range(len(starts)):
+        row_starts[row] = size
+        is_hard = False
+        i, end = starts[row], ends[row]
+        while i < end:
+            b = np.uint32(data[i])
+            if b < 0x80:
+                out[size] = _SPACE if b == ROW_END else b
+                i += 1
+            else:
+                n = 1 if 0xC2 <= b < 0xE0 else 2 if 0xE0 <= b < 0xF0 else 3 if 0xF0 <= b < 0xF5 else 0
+                c = b & (0x1F if n == 1 else 0x0F if n == 2 else 0x07)
+                ok = n > 0
+                for k in range(1, n + 1):
+                    if not ok or i + k >= end or (data[i + k] & 0xC0) != 0x80:
+                        ok = False
+                        break
+                    c = (c << 6) | (np.uint32(data[i + k]) & 0x3F)
+                minimum = 0x80 if n == 1 else 0x800 if n == 2 else 0x10000
+                if ok and minimum <= c <= 0x10FFFF and not 0xD800 <= c < 0xE000:
+                    out[size] = c
+                    i += n + 1
+                else:
+                    out[size] = 0xFFFD
+                    i += 1
+            is_hard = is_hard or hard[out[size]]
+            size += 1
+        out[size] = ROW_END
+        size += 1
+        if is_hard:
+            hard_rows[n_hard] = row
+            n_hard += 1
+    row_starts[len(starts)] = size
+    return out[:size], row_starts, hard_rows[:n_hard]
+
+
+def _nfkc_compiled(codes: np.ndarray, row_starts: np.ndarray, hard_rows: np.ndarray) -> np.ndarray:
+    """NFKC over the batch's code points: rows holding a character that interacts with its neighbours go
+    through Python's normaliser (about 5 % of multilingual captions: Thai tone marks, combining accents);
+    every other character NFKC changes is mapped on its own by table, in `front_map`. Python's NFKC of a whole
+    batch, or even of each CJK row with a full-width comma, costs several times the rest of the normalisation."""
+    if not len(hard_rows):
+        return codes
+    pieces, done = [], 0
+    for start, end in zip(row_starts[hard_rows].tolist(), (row_starts[hard_rows + 1] - 1).tolist(), strict=True):
+        pieces.append(codes[done:start])
+        text = unicodedata.normalize("NFKC", codes[start:end].tobytes().decode("utf-32-le"))
+        pieces.append(np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32))
+        done = end  # the row's closing NUL is kept
+    pieces.append(codes[done:])
+    return np.concatenate(pieces)  # rows in NFKC hold no character the table would change
+
+
+@cache
+def front_map(nfkc: bool, invisible: bool, casefold: bool, accents: bool, confusables: bool) -> CharMap | None:
+    """The per-character steps as one table, applied in one pass: NFKC's context-free images, then invisible
+    characters deleted, then case, accents and confusables folded (each image is mapped through the next
+    step, so the result is the steps run one after the other). None when no step is chosen."""
+    fold = char_map(casefold, accents, confusables) if (casefold or accents or confusables) else None
+    nfkc_map = nfkc_tables().mapping if nfkc else None
+    hidden = char_tables().invisible if invisible else None
+    if fold is None and nfkc_map is None and hidden is None:
+        return None
+    identity = np.arange(_N_CODES, dtype=np.uint32)
+    candidates = np.zeros(_N_CODES, dtype=bool)
+    for step in (fold, nfkc_map):
+        if step is not None:
+            candidates |= (step.length != 1) | (step.single != identity)
+    if hidden is not None:
+        candidates |= hidden
+
+    def image_of(step: CharMap | None, code: int) -> list[int]:
+        if step is None:
+            return [code]
+        if step.length[code] == 1:
+            return [int(step.single[code])]
+        start = int(step.flat_start[code])
+        return step.flat[start : start + int(step.length[code])].tolist()
+
+    single, length = identity.copy(), np.ones(_N_CODES, dtype=np.uint8)
+    flat_start = np.zeros(_N_CODES, dtype=np.int64)
+    flat: list[int] = []
+    for code in np.flatnonzero(candidates).tolist():
+        image = image_of(nfkc_map, code)
+        if hidden is not None:
+            image = [c for c in image if not hidden[c]]
+        image = [folded for c in image for folded in image_of(fold, c)]
+        if len(image) == 1:
+            single[code] = image[0]
+        else:
+            length[code] = len(image)
+            flat_start[code] = len(flat)
+            flat.extend(image)
+    return CharMap(single, length, flat_start, np.array(flat, dtype=np.uint32))
+
+
+def _compiled_steps(codes: np.ndarray, steps: set[str], tables: CharTables) -> NormalizedText:
+    """The steps after Python's NFKC of the rows that need it, as compiled passes with the same order and
+    output as the numpy steps: one table pass for every per-character step, leetspeak, separators, and one
+    pass for spacing, repeats and the UTF-8 that the matcher reads."""
+    mapping = front_map(*(step in steps for step in ("nfkc", "invisible", "casefold", "accents", "confusables")))
+    if mapping is not None:
+        codes = _k_map(codes, mapping.single, mapping.length, mapping.flat_start, mapping.flat)
+    if "leetspeak" in steps:
+        codes = _k_leetspeak(codes, tables.alpha, _LEET_TARGET)
+    if "separators" in steps:
+        joined = _k_join_single_characters(codes, tables.word, tables.syllabic)
+        if "leetspeak" in steps and len(joined) != len(codes):
+            joined = _k_leetspeak(joined, tables.alpha, _LEET_TARGET)  # `w 0 r d` -> `w0rd` -> `word`
+        codes = joined
+    spacing, repeats = "spacing" in steps, "repeats" in steps
+    data, ends = _k_finish(codes, tables.word, tables.unspaced, tables.space, tables.alpha, spacing, repeats)
+    starts = np.zeros(len(ends), dtype=np.int64)
+    starts[1:] = ends[:-1] + 1
+    return NormalizedText(memoryview(data), starts, ends)  # the matcher scans the kernel's buffer, no copy
+
+
 class TextNormalizer:
     """The chosen steps, run in the fixed order of STEPS."""
 
@@ -338,23 +822,33 @@ class TextNormalizer:
     def normalize_array(self, values: pa.Array) -> NormalizedText:
         if not self.steps:
             return _raw_rows(values)
-        text = _joined(values)
         steps = set(self.steps)
-        if "nfkc" in steps:
-            text = unicodedata.normalize("NFKC", text)
-        codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
         tables = char_tables()
+        if COMPILED:
+            _compile_kernels()
+            # Straight from the Arrow buffer to code points, no Python string for the batch.
+            raw = _raw_rows(values)
+            hard = nfkc_tables().hard if "nfkc" in steps else _NOTHING_HARD
+            codes, row_starts, hard_rows = _k_decode_rows(raw.bytes_array, raw.byte_starts, raw.byte_ends, hard)
+            codes = _nfkc_compiled(codes, row_starts, hard_rows)
+            return _compiled_steps(codes, steps, tables)
+        text = _joined(values)
+        codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+        if "nfkc" in steps:
+            codes = _nfkc_rows_that_need_it(text, codes)
+        if "invisible" in steps and len(codes) and int(codes.max()) >= _FIRST_INVISIBLE:
+            codes = codes[~tables.invisible[codes]]
         if steps & {"casefold", "accents", "confusables"}:
             codes = char_map("casefold" in steps, "accents" in steps, "confusables" in steps).apply(codes)
         if "leetspeak" in steps:  # before spacing, which would blank `@` and `$`
             codes = _leetspeak(codes, tables.alpha)
         if "separators" in steps:
-            joined = _join_single_characters(codes, tables.word)
+            joined = _join_single_characters(codes, tables)
             if "leetspeak" in steps and len(joined) != len(codes):
                 joined = _leetspeak(joined, tables.alpha)  # `w 0 r d` -> `w0rd` -> `word`
             codes = joined
         if "spacing" in steps:
-            codes = _spacing(codes, tables.word)
+            codes = _spacing(codes, tables)
         if "repeats" in steps:
             codes = _collapse_repeats(codes, tables.alpha)
         # Back to UTF-8 for the matcher; the row-closing NULs stay in the bytes and mark where rows end.
