@@ -40,7 +40,7 @@ from safeset.findings import ERRORS_SCHEMA, FINDINGS_SCHEMA, TableBuilder, split
 from safeset.fsutil import disk_full, make_private_dir, sha256_file, write_json, write_parquet
 from safeset.io.base import DEFAULT_MAX_MEMBER_BYTES, DatasetFormat, ShardRef
 from safeset.io.batch import MEMBERS_SCHEMA
-from safeset.io.columns import ColumnOptions
+from safeset.io.columns import ColumnMap, ColumnOptions
 from safeset.io.detect import open_dataset
 from safeset.io.embeddings import EmbeddingSource, open_embeddings
 from safeset.match.base import MATCHERS, DatasetOffer, Hits, Matcher
@@ -183,6 +183,12 @@ class ShardScanner:
             "offer": asdict(offer),
             "read_images": self.read_images(offer),
         }
+        columns = offer_raw.get("columns")
+        if isinstance(columns, ColumnMap):
+            # Which column keys the rows (the removal list is only useful outside this file if it is a real key).
+            checked.update(row_key=columns.key_description(), hash_columns=dict(columns.hashes))
+        else:
+            checked["row_key"] = "sample key" if self.dataset.name in ("webdataset", "folder") else "file:row"
         if self.needs_embeddings:
             # Headers only: every shard's vectors must line up with its metadata before any work starts.
             source = self.embedding_source()

@@ -17,6 +17,7 @@ import http.server
 import io
 import json
 import random
+import re
 import signal
 import tarfile
 import threading
@@ -263,15 +264,15 @@ def _check_findings(
     for f in findings:
         if f["detector"] == "md5":
             assert f["bank"] == "known-md5"
-            digest, _, source = f["evidence"].partition(" ")
+            digest = f["evidence"].split(" ", 1)[0]
             assert digest.removeprefix("md5:") in served.bank_md5s
-            md5_evidence.setdefault(f["key"], set()).add(source.strip("()"))
+            assert re.fullmatch(r"md5:[0-9a-f]{32} L\d+ \(.+\)", f["evidence"]), f["evidence"]
+            md5_evidence.setdefault(f["key"], set()).add(f["evidence"].partition("(")[2].rstrip(")"))
     assert md5_evidence == {keys[i]: md5_sources for i in served.md5_bank_ids}
     url_evidence = {f["key"]: f["evidence"] for f in findings if f["detector"] == "url"}
-    assert url_evidence == {
-        keys[served.url_bank_te_id]: "url matched in te form",
-        keys[served.url_bank_canonical_id]: "url matched in canonical form",
-    }
+    assert set(url_evidence) == {keys[served.url_bank_te_id], keys[served.url_bank_canonical_id]}
+    assert re.fullmatch(r"url L\d+ \(te form\)", url_evidence[keys[served.url_bank_te_id]])
+    assert re.fullmatch(r"url L\d+ \(canonical form\)", url_evidence[keys[served.url_bank_canonical_id]])
 
 
 def _check_release_manifest(release: Path, dataset_rows: dict[str, int], removed: int) -> dict[str, Any]:

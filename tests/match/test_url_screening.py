@@ -56,7 +56,8 @@ def test_url_prefix_matches_at_path_segment_boundaries(tmp_path: Path) -> None:
     scan(dataset, tmp_path / "banks", tmp_path / "run")
     hits = by_key(tmp_path / "run", "prefixes")
     assert set(hits) == {"exact", "below", "query", "host-entry", "default-port"}
-    assert hits["below"] == "url-prefix:photos.example.org/gallery"
+    assert hits["below"] == "url-prefix:photos.example.org/gallery L1"
+    assert hits["host-entry"] == "url-prefix:cdn.example.net L2"
 
 
 def test_url_prefix_refuses_queries_and_non_urls_with_line(tmp_path: Path) -> None:
@@ -92,8 +93,8 @@ def test_url_hash_bank_matches_every_normal_form_and_says_which(tmp_path: Path) 
     scan(dataset, tmp_path / "banks", tmp_path / "run")
     all_forms = by_key(tmp_path / "run", "all-forms")
     assert set(all_forms) == {"te-listed", "canonical-listed"}
-    assert all_forms["te-listed"].endswith("(te form)")
-    assert all_forms["canonical-listed"].endswith("(canonical form)")
+    assert all_forms["te-listed"] == f"url-md5:{md5('te', urls['te-listed'])} L1 (te form)"
+    assert all_forms["canonical-listed"] == f"url-md5:{md5('canonical', urls['canonical-listed'])} L2 (canonical form)"
     assert set(by_key(tmp_path / "run", "te-only")) == {"te-listed"}
 
 

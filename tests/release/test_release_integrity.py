@@ -293,3 +293,18 @@ def test_full_disk_during_scan_is_reported_as_such(
     code, output = invoke("scan", laion_dir, "--banks", banks, "--out", tmp_path / "run")
     assert code == 1 and "no space left on device" in output and "--resume" in output
     assert "Traceback" not in output and "unreadable" not in output
+
+
+def test_the_summary_says_which_column_keys_the_rows(tmp_path: Path) -> None:
+    root = tmp_path / "laion"
+    root.mkdir()
+    table = laion_table(12).append_column("SAMPLE_ID", pa.array(range(1000, 1012), type=pa.int64()))
+    pq.write_table(table, root / "part-00000.parquet")
+    banks = tmp_path / "banks"
+    BankStore(banks).add("known", "md5", write_list(tmp_path / "m.txt", [table["md5"][4].as_py()]))
+    summary = scan(root, banks, tmp_path / "run")
+    assert summary["dataset"]["row_key"] == "column 'SAMPLE_ID' (detected)"
+    assert summary["dataset"]["hash_columns"] == {"md5": "md5"}
+    assert [f["key"] for f in findings(tmp_path / "run")] == ["1004"]
+    code, output = invoke("scan", root, "--banks", banks, "--out", tmp_path / "run2")
+    assert code == 0 and "rows keyed by: column 'SAMPLE_ID' (detected)" in output

@@ -84,3 +84,13 @@ def test_domains_and_public_suffix() -> None:
     assert registrable_domain("a.b.example.co.uk") == "example.co.uk"
     assert registrable_domain("user.github.io") == "user.github.io"
     assert registrable_domain("127.0.0.1") == "127.0.0.1"
+
+
+def test_hosts_use_the_uts46_mapping_whatwg_uses() -> None:
+    # urllib's `hostname` lower-cases with str.lower (final sigma becomes ς); UTS #46 maps Σ to σ everywhere, so a
+    # domain entry and a row's host must both go through the mapping alone to meet.
+    assert host_of("https://user@ΑΣ.gr:8080/x") == normalize_domain("ΑΣ.gr") == "xn--mxa0b.gr"
+    assert NORMALIZERS["canonical"].normalize("http://Straße.de/") == "xn--strae-oqa.de/"  # non-transitional
+    assert NORMALIZERS["canonical"].normalize("http://xn--bcher-kva.de%2E/a/%2e%2E/b") == "xn--bcher-kva.de/b"
+    assert NORMALIZERS["canonical"].normalize("https:example.org/a") == "example.org/a"
+    assert NORMALIZERS["canonical"].normalize("http://[::1]:8080/x") == "[::1]:8080/x"

@@ -30,12 +30,18 @@ def filter_bits_for(count: int) -> int:
 
 def unique_rows(digests: np.ndarray) -> np.ndarray:
     """Distinct rows of an (n, k) uint8 array in lexicographic byte order: the result of
-    `np.unique(digests, axis=0)`, which sorts opaque void records (~6 s per million MD5s). Here the rows are
+    `np.unique(digests, axis=0)`, which sorts opaque void records (~6 s per million MD5s)."""
+    return np.ascontiguousarray(digests[unique_row_index(digests)])
+
+
+def unique_row_index(digests: np.ndarray) -> np.ndarray:
+    """Index of the first occurrence of each distinct row, in the rows' lexicographic byte order. The rows are
     sorted on their first 8 bytes as a big-endian integer (whose order is the bytes' order); only rows sharing
-    those 8 bytes (duplicates, in practice) are then ordered on the rest."""
+    those 8 bytes (duplicates, in practice) are then ordered on the rest. Both sorts are stable, so of equal
+    rows the earliest comes first."""
     n, width = digests.shape
     if n == 0:
-        return digests
+        return np.zeros(0, dtype=np.int64)
     padded = np.zeros((n, -(-width // 8) * 8), dtype=np.uint8)
     padded[:, :width] = digests
     words = padded.view(">u8").astype(np.uint64)
@@ -52,7 +58,7 @@ def unique_rows(digests: np.ndarray) -> np.ndarray:
     ordered = words[order]
     first = np.ones(n, dtype=bool)
     first[1:] = (ordered[1:] != ordered[:-1]).any(axis=1)
-    return np.ascontiguousarray(digests[order[first]])
+    return order[first].astype(np.int64)
 
 
 @dataclass
@@ -61,6 +67,9 @@ class DigestSet:
     prefix: np.ndarray  # (m,) uint64
     bitmap: np.ndarray  # packed bits, little bit order
     bits: int
+    #: (m,) int32: the list-file line each digest came from (its first line if listed twice), aligned with
+    #: `digests`, so that a finding names its bank entry; None for banks imported before lines were kept.
+    lines: np.ndarray | None = None
 
     @property
     def width(self) -> int:
@@ -70,19 +79,25 @@ class DigestSet:
         return int(self.digests.shape[0])
 
     @classmethod
-    def build(cls, digests: np.ndarray) -> DigestSet:
-        digests = unique_rows(np.ascontiguousarray(digests, dtype=np.uint8))  # sorted: prefix order
+    def build(cls, digests: np.ndarray, lines: np.ndarray | None = None) -> DigestSet:
+        digests = np.ascontiguousarray(digests, dtype=np.uint8)
+        first = unique_row_index(digests)
+        digests = np.ascontiguousarray(digests[first])  # sorted: prefix order
         prefix = prefixes(digests) if len(digests) else np.zeros(0, dtype=np.uint64)
         bits = filter_bits_for(len(digests))
         table = np.zeros(1 << bits, dtype=bool)
         table[(prefix >> np.uint64(64 - bits)).astype(np.int64)] = True
-        return cls(digests, prefix, np.packbits(table, bitorder="little"), bits)
+        kept_lines = None if lines is None else np.asarray(lines)[first].astype(np.int32)
+        return cls(digests, prefix, np.packbits(table, bitorder="little"), bits, kept_lines)
 
     FILES = ("digests.npy", "prefix.npy", "bitmap.npy")
+    LINES_FILE = "lines.npy"
 
     def save(self, folder: Path) -> None:
         for name, array in zip(self.FILES, (self.digests, self.prefix, self.bitmap), strict=True):
             np.save(folder / name, array)
+        if self.lines is not None:
+            np.save(folder / self.LINES_FILE, self.lines)
 
     @classmethod
     def load(cls, folder: Path, bits: int) -> DigestSet:
@@ -97,12 +112,31 @@ class DigestSet:
         digests, prefix, bitmap = arrays
         if digests.ndim != 2 or prefix.shape != (len(digests),) or len(bitmap) * 8 != 1 << bits:
             raise InputError(f"bank {folder.name!r}: stored digest files do not agree", folder)
-        return cls(digests, prefix, bitmap, bits)
+        lines = None
+        if (folder / cls.LINES_FILE).is_file():  # absent in banks imported before lines were kept
+            try:
+                lines = np.load(folder / cls.LINES_FILE, mmap_mode="r")
+            except (OSError, ValueError, EOFError) as exc:
+                where = folder / cls.LINES_FILE
+                raise InputError(f"bank {folder.name!r}: cannot load stored file ({exc})", where) from exc
+            if lines.shape != (len(digests),):
+                raise InputError(f"bank {folder.name!r}: stored digest files do not agree", folder / cls.LINES_FILE)
+        return cls(digests, prefix, bitmap, bits, lines)
 
     def contains(self, queries: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
         """Boolean mask: which query digests (n, k) are in the set (rows with valid=False never are)."""
+        return self.lookup(queries, valid) >= 0
+
+    def lines_of(self, index: np.ndarray) -> list[int | None]:
+        """Source lines of the entries at these indexes (None for every one when the bank kept no lines)."""
+        if self.lines is None:
+            return [None] * len(index)
+        return [int(line) for line in np.asarray(self.lines)[index]]
+
+    def lookup(self, queries: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
+        """Index of each query digest (n, k) in the set, -1 where absent (or valid=False)."""
         n = len(queries)
-        hits = np.zeros(n, dtype=bool)
+        hits = np.full(n, -1, dtype=np.int64)
         if n == 0 or len(self) == 0:
             return hits
         qprefix = prefixes(queries)
@@ -120,11 +154,13 @@ class DigestSet:
         if len(idx) == 0:
             return hits
         exact = (self.digests[pos] == queries[idx]).all(axis=1)
-        hits[idx[exact]] = True
+        hits[idx[exact]] = pos[exact]
         # Distinct digests sharing an 8-byte prefix are astronomically rare; check the runs exhaustively.
         for i, p in zip(idx[~exact], pos[~exact], strict=True):
             end = np.searchsorted(self.prefix, self.prefix[p], side="right")
-            hits[i] = bool((self.digests[p:end] == queries[i]).all(axis=1).any())
+            same = np.flatnonzero((self.digests[p:end] == queries[i]).all(axis=1))
+            if len(same):
+                hits[i] = p + int(same[0])
         return hits
 
 
@@ -222,15 +258,20 @@ class StringSet:
         """Boolean mask: which queries are in the set."""
         if isinstance(queries, pa.ChunkedArray):
             queries = queries.combine_chunks()
+        hits = self.positions(queries) >= 0
+        if self.has_null:
+            hits |= ~np.asarray(queries.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+        return hits
+
+    def positions(self, queries: pa.Array | pa.ChunkedArray) -> np.ndarray:
+        """Index of each query among the set's (non-null) values as given, -1 where absent or null."""
+        if isinstance(queries, pa.ChunkedArray):
+            queries = queries.combine_chunks()
         n = len(queries)
-        hits = np.zeros(n, dtype=bool)
-        if n == 0:
+        hits = np.full(n, -1, dtype=np.int64)
+        if n == 0 or len(self) == 0:
             return hits
         valid = np.asarray(queries.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
-        if self.has_null:
-            hits[~valid] = True
-        if len(self) == 0:
-            return hits
         if queries.type != self.values.type:
             queries = queries.cast(self.values.type)
         qhash = string_hashes(queries)
@@ -246,9 +287,12 @@ class StringSet:
             return hits
         wanted = self.values.take(pa.array(self.order[pos]))
         equal = np.asarray(pc.equal(queries.take(pa.array(idx)), wanted).to_numpy(zero_copy_only=False), dtype=bool)
-        hits[idx[equal]] = True
+        hits[idx[equal]] = self.order[pos[equal]]
         # A hash shared by distinct strings: look through every stored string with that hash.
         for i, p in zip(idx[~equal], pos[~equal], strict=True):
-            end = np.searchsorted(self.hashes, self.hashes[p], side="right")
-            hits[i] = queries[int(i)].as_py() in self.values.take(pa.array(self.order[p:end])).to_pylist()
+            end = int(np.searchsorted(self.hashes, self.hashes[p], side="right"))
+            stored = self.values.take(pa.array(self.order[p:end])).to_pylist()
+            query = queries[int(i)].as_py()
+            if query in stored:
+                hits[i] = self.order[p + stored.index(query)]
         return hits

@@ -35,6 +35,8 @@ from safeset.match.mih import DEFAULT_RADIUS, MultiIndexHash
 from safeset.signals.digests import hex_to_digests
 
 DEFAULT_MIN_QUALITY = 50
+#: Source line of each stored hash, aligned with `pdq.npy` (absent in banks imported before lines were kept).
+PDQ_LINES_FILE = "lines.npy"
 _QUALITY_NAMES = ("quality", "pdq_quality", "signal_quality")
 
 
@@ -105,9 +107,12 @@ class PdqKind(BankKind):
         keep &= ~low
         kept_hashes, kept_quality = hashes[keep], np.where(known[keep], quality[keep], -1).astype(np.int16)
         unique, first = np.unique(kept_hashes, axis=0, return_index=True) if len(kept_hashes) else (kept_hashes, [])
+        first = np.asarray(first, dtype=np.int64)
         index = MultiIndexHash.build(unique, DEFAULT_RADIUS)
         index.save(folder)
-        np.save(folder / "quality.npy", kept_quality[np.asarray(first, dtype=np.int64)])
+        np.save(folder / "quality.npy", kept_quality[first])
+        # Source line of each stored hash (np.unique's first occurrence), aligned with pdq.npy.
+        np.save(folder / PDQ_LINES_FILE, listing.lines[keep][first].astype(np.int32))
         bit_counts = np.bitwise_count(unique).sum(axis=1) if len(unique) else np.zeros(0, np.int64)
         return {
             "entries": len(unique),

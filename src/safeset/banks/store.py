@@ -29,6 +29,8 @@ from safeset.signals.digests import DIGEST_SIZES, hex_to_digests
 from safeset.signals.urls import NORMALIZERS, normalize_domain, registrable_domain
 
 BANK_FORMAT_VERSION = 1
+#: Column of a bank's parquet entries holding each entry's source line (absent in banks imported before).
+LINE_COLUMN = "line"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _DOMAIN = re.compile(
     r"^(?=.{1,253}$)([a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?)(\.[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?)*$"
@@ -123,7 +125,7 @@ class DigestKind(BankKind):
         invalid = self.check(values)
         skipped = invalid.settle(skip_invalid)
         good = invalid.good
-        dset = DigestSet.build(invalid.derived["digests"][good])
+        dset = DigestSet.build(invalid.derived["digests"][good], values.lines[good])
         dset.save(folder)
         return {
             "entries": len(dset),
@@ -201,7 +203,9 @@ class UrlKind(BankKind):
         skipped = invalid.settle(skip_invalid)
         good = values.values.filter(pa.array(invalid.good))
         columns = {name: normalizer.normalize_array(good) for name, normalizer in NORMALIZERS.items()}
-        pq.write_table(pa.table(columns), folder / "urls.parquet")
+        # The source line of each URL, so that a finding names the entry that matched (`url L7`).
+        lines = pa.array(values.lines[invalid.good].astype(np.int32), type=pa.int32())
+        pq.write_table(pa.table({**columns, LINE_COLUMN: lines}), folder / "urls.parquet")
         unique = len(pc.unique(columns["canonical"]))
         return {
             "entries": len(good),
@@ -247,9 +251,13 @@ class DomainKind(BankKind):
         invalid = self.check(values)
         skipped = invalid.settle(skip_invalid)
         normalised = [d for d, ok in zip(invalid.derived["domains"], invalid.good, strict=True) if ok]
-        unique = sorted(set(normalised))
-        pq.write_table(pa.table({"domain": pa.array(unique, type=pa.string())}), folder / "domains.parquet")
-        return {"entries": len(unique), "skipped_invalid": skipped, "duplicates": len(normalised) - len(unique)}
+        lines = values.lines[invalid.good].astype(np.int32)
+        table = pa.table({"domain": pa.array(normalised, type=pa.string()), LINE_COLUMN: lines})
+        # One row per domain with the first line that listed it, so that a finding names its entry.
+        grouped = table.group_by("domain").aggregate([(LINE_COLUMN, "min")])
+        unique = pa.table({"domain": grouped["domain"], LINE_COLUMN: grouped[f"{LINE_COLUMN}_min"]}).sort_by("domain")
+        pq.write_table(unique, folder / "domains.parquet")
+        return {"entries": unique.num_rows, "skipped_invalid": skipped, "duplicates": len(normalised) - unique.num_rows}
 
     def stored_files(self, details: dict[str, Any]) -> list[str]:
         return ["domains.parquet"]

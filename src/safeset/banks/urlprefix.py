@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from safeset.banks.listfile import InvalidLines, ListFormat, ListValues
-from safeset.banks.store import BankKind, public_suffix_hosts, register_kind
+from safeset.banks.store import LINE_COLUMN, BankKind, public_suffix_hosts, register_kind
 from safeset.policy.actions import Action
 from safeset.signals.urls import NORMALIZERS, hosts_array
 
@@ -58,11 +58,17 @@ class UrlPrefixKind(BankKind):
         invalid = self.check(values)
         skipped = invalid.settle(skip_invalid)
         rows, canonical = invalid.derived["rows"], invalid.derived["canonical"]
-        canonical = canonical.filter(pa.array(invalid.good[rows]))
+        kept = invalid.good[rows]
+        canonical = canonical.filter(pa.array(kept))
         prefixes = pc.utf8_rtrim(canonical, "/")
         depth = pc.list_value_length(pc.split_pattern(prefixes, "/"))
-        table = pa.table({"prefix": prefixes, "depth": pc.cast(depth, pa.int32())})
-        unique = table.group_by(["prefix", "depth"]).aggregate([]).sort_by("prefix")
+        lines = pa.array(values.lines[rows[kept]].astype(np.int32), type=pa.int32())
+        table = pa.table({"prefix": prefixes, "depth": pc.cast(depth, pa.int32()), LINE_COLUMN: lines})
+        # One row per prefix, with the first line that listed it (findings name their entry: `url-prefix L5`).
+        grouped = table.group_by(["prefix", "depth"]).aggregate([(LINE_COLUMN, "min")])
+        unique = pa.table(
+            {"prefix": grouped["prefix"], "depth": grouped["depth"], LINE_COLUMN: grouped[f"{LINE_COLUMN}_min"]}
+        ).sort_by("prefix")
         pq.write_table(unique, folder / PREFIXES_FILE)
         return {
             "entries": unique.num_rows,

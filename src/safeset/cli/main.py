@@ -17,7 +17,7 @@ from safeset.banks.store import KINDS, BankStore
 from safeset.errors import SafesetError
 from safeset.fsutil import disk_full
 from safeset.io.base import DEFAULT_MAX_MEMBER_BYTES
-from safeset.io.columns import ColumnOptions
+from safeset.io.columns import ColumnOptions, parse_hash_col
 from safeset.policy.actions import Action, ReleasePolicy
 from safeset.registry import load_plugins
 from safeset.signals.text import STEPS, parse_steps
@@ -191,6 +191,13 @@ def scan(
     url_col: Annotated[str | None, typer.Option("--url-col")] = None,
     caption_col: Annotated[str | None, typer.Option("--caption-col")] = None,
     key_col: Annotated[str | None, typer.Option("--key-col")] = None,
+    hash_col: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--hash-col",
+            help="NAME:KIND, a metadata column of hex image digests (KIND md5, sha1 or sha256); repeatable.",
+        ),
+    ] = None,
     processes: Annotated[int, typer.Option("--processes", min=1, help="Shards scanned in parallel.")] = 1,
     executor: Annotated[
         str, typer.Option("--executor", help="local (this machine, --processes) or ray (a Ray cluster).")
@@ -356,7 +363,12 @@ def scan(
         input_format=input_format,
         banks_dir=str(banks),
         bank_names=names,
-        columns=ColumnOptions(url_col=url_col, caption_col=caption_col, key_col=key_col),
+        columns=ColumnOptions(
+            url_col=url_col,
+            caption_col=caption_col,
+            key_col=key_col,
+            hash_cols=tuple(parse_hash_col(spec) for spec in hash_col or ()),
+        ),
         metadata_only=metadata_only,
         batch_rows=batch_rows,
         max_pixels=max_pixels,
@@ -563,6 +575,8 @@ def print_scan_summary(summary: dict[str, Any]) -> None:
     )
     out.print(table)
     actions = summary["rows_by_action"]
+    if summary.get("dataset", {}).get("row_key"):
+        out.print(f"rows keyed by: {summary['dataset']['row_key']}", highlight=False)
     out.print(
         f"rows: {summary['rows_in']} in, {actions.get('remove', 0)} to remove, {actions.get('exclude', 0)} opted out,"
         f" {actions.get('review', 0)} for review, {summary['rows_errored']} errored, {summary['rows_clean']} clean",

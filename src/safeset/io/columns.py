@@ -25,7 +25,16 @@ from safeset.io.batch import HASH_ALGORITHMS
 
 URL_CANDIDATES = ("url", "URL", "Url", "image_url")
 CAPTION_CANDIDATES = ("caption", "TEXT", "text", "txt", "Caption")
-KEY_CANDIDATES = ("key",)
+#: A dataset's own row key, in order of preference: img2dataset's `key`, LAION's `SAMPLE_ID`, then common ids.
+#: Keys that travel with the data make the removal list usable outside the exact file (`file:row` does not).
+KEY_CANDIDATES = ("key", "SAMPLE_ID", "sample_id", "SampleID", "id", "ID", "uid", "image_id")
+#: Metadata columns holding hex digests of the image bytes, by algorithm (matched case-insensitively):
+#: img2dataset writes `md5`, `sha256` or `sha512` per its compute_hash option; other tools add a `hash` suffix.
+HASH_COLUMN_CANDIDATES: dict[str, tuple[str, ...]] = {
+    "md5": ("md5", "md5hash", "md5_hash", "image_md5", "md5sum"),
+    "sha1": ("sha1", "sha1hash", "sha1_hash", "sha-1", "image_sha1", "sha1sum"),
+    "sha256": ("sha256", "sha256hash", "sha256_hash", "sha-256", "image_sha256", "sha256sum"),
+}
 IMAGE_COLUMN_CANDIDATES = ("jpg", "jpeg", "png", "webp", "image")
 
 #: Rows validated together when a batch holds invalid UTF-8: whole slices that pass are skipped in C, and only
@@ -42,6 +51,20 @@ class ColumnOptions:
     key_col: str | None = None
     # Further columns detectors read (score columns such as `punsafe`); each must exist.
     extra_cols: tuple[str, ...] = ()
+    # (column, algorithm) pairs from `--hash-col NAME:KIND`: metadata hash columns named by the user; each must
+    # exist, and takes the place of any detected column for its algorithm.
+    hash_cols: tuple[tuple[str, str], ...] = ()
+
+
+def parse_hash_col(spec: str) -> tuple[str, str]:
+    """`NAME:KIND` (`sha256hash:sha256`) as (column, algorithm); a SafesetError says what is wrong."""
+    column, sep, kind = spec.rpartition(":")
+    kind = kind.strip().lower()
+    if not sep or not column:
+        raise SafesetError(f"--hash-col {spec!r}: expected NAME:KIND, e.g. sha256hash:sha256")
+    if kind not in HASH_ALGORITHMS:
+        raise SafesetError(f"--hash-col {spec!r}: unknown hash kind {kind!r}; choose from {', '.join(HASH_ALGORITHMS)}")
+    return column, kind
 
 
 @dataclass(frozen=True)
@@ -52,6 +75,14 @@ class ColumnMap:
     hashes: dict[str, str]  # algorithm -> column name
     image: str | None
     extra: tuple[str, ...] = ()
+    #: How the key column was chosen: "option" (--key-col), "detected", or "none" (rows are keyed `file:row`).
+    key_origin: str = "none"
+
+    def key_description(self) -> str:
+        """What the run summary says about row keys, e.g. `column 'SAMPLE_ID' (detected)` or `file:row`."""
+        if self.key is None:
+            return "file:row (no key column found)"
+        return f"column {self.key!r} ({'--key-col' if self.key_origin == 'option' else 'detected'})"
 
     def needed(self) -> list[str]:
         cols = [c for c in (self.url, self.caption, self.key, self.image) if c]
@@ -99,20 +130,41 @@ def _pick(names: list[str], requested: str | None, candidates: tuple[str, ...], 
 
 def resolve_columns(names: list[str], options: ColumnOptions, path: str, binary_columns: set[str]) -> ColumnMap:
     """Map a table's column names to roles, refusing explicitly requested columns that are absent."""
-    lower = {n.lower(): n for n in names}
-    hashes = {algo: lower[algo] for algo in HASH_ALGORITHMS if algo in lower}
     image = next((c for c in IMAGE_COLUMN_CANDIDATES if c in names and c in binary_columns), None)
-    for column in options.extra_cols:
+    for column in (*options.extra_cols, *(column for column, _ in options.hash_cols)):
         if column not in names:
             raise ColumnError(path, column, names)
+    key = _pick(names, options.key_col, KEY_CANDIDATES, path)
+    key_origin = "none" if key is None else "option" if options.key_col is not None else "detected"
     return ColumnMap(
         url=_pick(names, options.url_col, URL_CANDIDATES, path),
         caption=_pick(names, options.caption_col, CAPTION_CANDIDATES, path),
-        key=_pick(names, options.key_col, KEY_CANDIDATES, path),
-        hashes=hashes,
+        key=key,
+        hashes=detect_hash_columns(names, options.hash_cols, exclude={image} if image else set()),
         image=image,
         extra=tuple(options.extra_cols),
+        key_origin=key_origin,
     )
+
+
+def detect_hash_columns(
+    names: list[str], chosen: tuple[tuple[str, str], ...] = (), exclude: set[str] | None = None
+) -> dict[str, str]:
+    """algorithm -> metadata column holding its hex digests: the user's `--hash-col` choices, and for the other
+    algorithms the first column whose name (any case) is a known name for it (`md5`, `sha256hash`, ...)."""
+    hashes = {algorithm: column for column, algorithm in chosen}
+    taken = set(hashes.values()) | (exclude or set())
+    lower: dict[str, str] = {}
+    for name in names:
+        lower.setdefault(name.lower(), name)  # the first of names equal but for case
+    for algorithm in HASH_ALGORITHMS:
+        if algorithm in hashes:
+            continue
+        found = next((lower[c] for c in HASH_COLUMN_CANDIDATES.get(algorithm, (algorithm,)) if c in lower), None)
+        if found is not None and found not in taken:
+            hashes[algorithm] = found
+            taken.add(found)
+    return {algorithm: hashes[algorithm] for algorithm in HASH_ALGORITHMS if algorithm in hashes}
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from safeset.banks.store import BankInfo
 from safeset.signals.compute import Signals
@@ -71,3 +73,26 @@ def register_matcher(cls: type[Matcher]) -> type[Matcher]:
 
 def positions_of(mask: np.ndarray) -> np.ndarray:
     return np.flatnonzero(mask).astype(np.int64)
+
+
+def entry_line(line: int | None) -> str:
+    """How evidence names the bank entry that matched: ` L7` (its list-file line), or nothing for banks
+    imported before lines were kept."""
+    return "" if line is None else f" L{int(line)}"
+
+
+def entry_lines(matched: pa.Array, entries: pa.Array, lines: pa.Array | None) -> list[int | None]:
+    """Source line of each matched entry value, looked up among a bank's (distinct) `entries` in one pass."""
+    if lines is None:
+        return [None] * len(matched)
+    index = pc.index_in(matched, value_set=entries)
+    return pc.take(lines, index).to_pylist()
+
+
+def first_lines(column: pa.Array, distinct: pa.Array, lines: pa.Array) -> np.ndarray:
+    """For each value of `distinct` (the distinct values of `column`), the smallest source line it has in
+    `column` (a bank's entries, with `lines` aligned to them). Vectorised: one index lookup and a minimum."""
+    index = np.asarray(pc.index_in(column, value_set=distinct).to_numpy(zero_copy_only=False), dtype=np.int64)
+    first = np.full(len(distinct), np.iinfo(np.int32).max, dtype=np.int64)
+    np.minimum.at(first, index, np.asarray(lines.to_numpy(zero_copy_only=False), dtype=np.int64))
+    return first

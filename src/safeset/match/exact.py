@@ -9,9 +9,18 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from safeset.banks.digestset import DigestSet, StringSet
-from safeset.banks.store import BankInfo
+from safeset.banks.store import LINE_COLUMN, BankInfo
 from safeset.fsutil import read_parquet
-from safeset.match.base import DatasetOffer, Hits, Matcher, positions_of, register_matcher
+from safeset.match.base import (
+    DatasetOffer,
+    Hits,
+    Matcher,
+    entry_line,
+    entry_lines,
+    first_lines,
+    positions_of,
+    register_matcher,
+)
 from safeset.signals.compute import Signals
 from safeset.signals.digests import digests_to_hex
 
@@ -49,10 +58,14 @@ class ImageDigestMatcher(Matcher):
             if pair is None:
                 continue
             digests, valid = pair
-            mask = self.digests.contains(digests, valid)
-            if mask.any():
-                pos = positions_of(mask)
-                evidence = [f"{self.algorithm}:{h} ({source})" for h in digests_to_hex(digests[pos])]
+            found = self.digests.lookup(digests, valid)
+            if (found >= 0).any():
+                pos = positions_of(found >= 0)
+                lines = self.digests.lines_of(found[pos])
+                evidence = [
+                    f"{self.algorithm}:{h}{entry_line(line)} ({source})"
+                    for h, line in zip(digests_to_hex(digests[pos]), lines, strict=True)
+                ]
                 hits.append(Hits(pos, evidence, self.algorithm))
         return hits
 
@@ -84,13 +97,18 @@ class UrlDigestMatcher(Matcher):
             if pair is None:
                 return []
             digests, valid = pair
-            mask = self.digests.contains(digests, valid)
+            found = self.digests.lookup(digests, valid)
+            mask = found >= 0
             if matched is None:
                 matched, evidence = np.zeros(len(mask), dtype=bool), np.empty(len(mask), dtype=object)
             new = mask & ~matched  # the first form in the bank's order that matched is reported
             if new.any():
                 pos = positions_of(new)
-                evidence[pos] = [f"{self.info.kind}:{h} ({form} form)" for h in digests_to_hex(digests[pos])]
+                lines = self.digests.lines_of(found[pos])
+                evidence[pos] = [
+                    f"{self.info.kind}:{h}{entry_line(line)} ({form} form)"
+                    for h, line in zip(digests_to_hex(digests[pos]), lines, strict=True)
+                ]
                 matched |= new
         if matched is None or not matched.any():
             return []
@@ -107,30 +125,49 @@ class UrlMatcher(Matcher):
     def __init__(self, info: BankInfo, folder: Path) -> None:
         super().__init__(info, folder)
         table = read_parquet(folder / "urls.parquet")
-        self.forms = {name: pc.unique(table[name].combine_chunks()) for name in table.column_names}
+        lines = table[LINE_COLUMN].combine_chunks() if LINE_COLUMN in table.column_names else None
+        self.forms: dict[str, pa.Array] = {}
+        #: Per form, the source line of each distinct value (its first line), aligned with `forms`.
+        self.lines: dict[str, np.ndarray | None] = {}
+        for name in table.column_names:
+            if name == LINE_COLUMN:
+                continue
+            column = table[name].combine_chunks()
+            present = column.is_valid()
+            distinct = pc.unique(column.filter(present))
+            self.forms[name] = distinct
+            self.lines[name] = (
+                None if lines is None else first_lines(column.filter(present), distinct, lines.filter(present))
+            )
         self.sets = {name: StringSet(values) for name, values in self.forms.items()}  # built once, not per batch
 
     def unusable_reason(self, offer: DatasetOffer, read_images: bool) -> str | None:
         return None if offer.has_urls else f"bank {self.info.name!r} holds URLs, but the dataset has no URL column"
 
     def match(self, signals: Signals) -> list[Hits]:
-        matched = None
-        which: np.ndarray | None = None
+        matched: np.ndarray | None = None
+        evidence: np.ndarray | None = None
         for name, values in self.sets.items():
             forms = signals.url_form(name)
             if forms is None:
                 return []
-            mask = values.contains(forms)
+            found = values.positions(forms)
             if matched is None:
-                matched, which = mask.copy(), np.where(mask, name, "")
-            else:
-                which = np.where(mask & ~matched, name, which)
-                matched |= mask
-        if matched is None or not matched.any():
+                matched, evidence = np.zeros(len(found), dtype=bool), np.empty(len(found), dtype=object)
+            new = (found >= 0) & ~matched  # the first form in the bank's order that matched is reported
+            if new.any():
+                pos = positions_of(new)
+                lines = self.lines[name]
+                if lines is None:  # a bank imported before lines were kept
+                    evidence[pos] = f"url matched in {name} form"
+                else:
+                    evidence[pos] = [f"url L{int(line)} ({name} form)" for line in lines[found[pos]]]
+                matched |= new
+        if matched is None or evidence is None or not matched.any():
             return []
         pos = positions_of(matched)
         detector = "exclude-url" if self.info.kind == "exclude-url" else "url"
-        return [Hits(pos, [f"url matched in {w} form" for w in which[pos]], detector)]
+        return [Hits(pos, list(evidence[pos]), detector)]
 
 
 @register_matcher
@@ -142,7 +179,9 @@ class DomainMatcher(Matcher):
 
     def __init__(self, info: BankInfo, folder: Path) -> None:
         super().__init__(info, folder)
-        self.domains = read_parquet(folder / "domains.parquet")["domain"].combine_chunks()
+        table = read_parquet(folder / "domains.parquet")
+        self.domains = table["domain"].combine_chunks()
+        self.lines = table[LINE_COLUMN].combine_chunks() if LINE_COLUMN in table.column_names else None
 
     def unusable_reason(self, offer: DatasetOffer, read_images: bool) -> str | None:
         return None if offer.has_urls else f"bank {self.info.name!r} holds domains, but the dataset has no URL column"
@@ -174,4 +213,6 @@ class DomainMatcher(Matcher):
             return []
         pos = positions_of(matched)
         detector = "exclude-domain" if self.info.kind == "exclude-domain" else "domain"
-        return [Hits(pos, [f"domain:{d}" for d in entry[pos]], detector)]
+        domains = pa.array(list(entry[pos]), type=pa.string())
+        lines = entry_lines(domains, self.domains, self.lines)
+        return [Hits(pos, [f"domain:{d}{entry_line(n)}" for d, n in zip(entry[pos], lines, strict=True)], detector)]

@@ -14,7 +14,9 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from safeset.banks.pdq import PDQ_LINES_FILE
 from safeset.banks.store import BankInfo
+from safeset.errors import InputError
 from safeset.match.base import DatasetOffer, Hits, Matcher, register_matcher
 from safeset.match.expand import register_row_signal
 from safeset.match.mih import DEFAULT_RADIUS, MultiIndexHash
@@ -68,6 +70,7 @@ class PdqMatcher(Matcher):
     def __init__(self, info: BankInfo, folder: Path) -> None:
         super().__init__(info, folder)
         self.index = MultiIndexHash.load(folder)
+        self.lines = _entry_lines(folder, len(self.index))
         self.configure({})
 
     def configure(self, options: dict[str, Any]) -> None:
@@ -96,11 +99,25 @@ class PdqMatcher(Matcher):
         first = order[np.concatenate([[True], rows_sorted[1:] != rows_sorted[:-1]])]
         positions = owners[q[first]].astype(np.int64)
         evidence = [
-            f"pdq:{bytes(self.index.hashes[b[i]]).hex()} distance {int(d[i])} ({names[q[i]]}, "
+            f"pdq:{bytes(self.index.hashes[b[i]]).hex()}"
+            f"{'' if self.lines is None else f' L{int(self.lines[b[i]])}'} distance {int(d[i])} ({names[q[i]]}, "
             f"quality {int(hashes.quality[owners[q[i]]])})"
             for i in first
         ]
         return [Hits(positions, evidence, "pdq")]
+
+
+def _entry_lines(folder: Path, entries: int) -> np.ndarray | None:
+    """Source line of each bank hash (aligned with the index's hashes); None for banks imported before lines
+    were kept, or whose line file does not fit the hashes (evidence then names the hash alone)."""
+    path = folder / PDQ_LINES_FILE
+    if not path.is_file():
+        return None
+    try:
+        lines = np.load(path, mmap_mode="r")
+    except (OSError, ValueError, EOFError) as exc:
+        raise InputError(f"bank {folder.name!r}: cannot load stored file ({exc})", path) from exc
+    return lines if lines.shape == (entries,) else None
 
 
 def _image_pdq(signals: Signals) -> pa.Array:

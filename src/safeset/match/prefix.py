@@ -9,10 +9,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 import safeset.banks.urlprefix  # noqa: F401  (registers the url-prefix kinds)
-from safeset.banks.store import BankInfo
+from safeset.banks.store import LINE_COLUMN, BankInfo
 from safeset.banks.urlprefix import PREFIXES_FILE
 from safeset.fsutil import read_parquet
-from safeset.match.base import DatasetOffer, Hits, Matcher, positions_of, register_matcher
+from safeset.match.base import DatasetOffer, Hits, Matcher, entry_line, entry_lines, positions_of, register_matcher
 from safeset.signals.compute import Signals
 
 
@@ -27,8 +27,9 @@ class UrlPrefixMatcher(Matcher):
         super().__init__(info, folder)
         table = read_parquet(folder / PREFIXES_FILE)
         depths = table["depth"].to_numpy()
-        prefixes = table["prefix"].combine_chunks()
-        self.by_depth = {int(d): prefixes.filter(pa.array(depths == d)) for d in sorted(set(depths.tolist()))}
+        self.prefixes = table["prefix"].combine_chunks()
+        self.lines = table[LINE_COLUMN].combine_chunks() if LINE_COLUMN in table.column_names else None
+        self.by_depth = {int(d): self.prefixes.filter(pa.array(depths == d)) for d in sorted(set(depths.tolist()))}
 
     def unusable_reason(self, offer: DatasetOffer, read_images: bool) -> str | None:
         if offer.has_urls:
@@ -58,4 +59,6 @@ class UrlPrefixMatcher(Matcher):
         if not matched.any():
             return []
         pos = positions_of(matched)
-        return [Hits(pos, [f"url-prefix:{e}" for e in entry[pos]], self.info.kind)]
+        lines = entry_lines(pa.array(list(entry[pos]), type=pa.string()), self.prefixes, self.lines)
+        evidence = [f"url-prefix:{e}{entry_line(n)}" for e, n in zip(entry[pos], lines, strict=True)]
+        return [Hits(pos, evidence, self.info.kind)]

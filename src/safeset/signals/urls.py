@@ -12,7 +12,7 @@ import ipaddress
 import re
 from abc import ABC, abstractmethod
 from typing import ClassVar
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlparse, urlsplit
 
 import idna
 import numpy as np
@@ -23,6 +23,7 @@ _SCHEME = re.compile(r"^([a-z][a-z0-9+.\-]*):")
 _UNSAFE_URL_CHARS = str.maketrans("", "", "\t\r\n")
 _LEADING_JUNK = "".join(chr(c) for c in range(0x21))  # C0 controls and space, as urlsplit strips them
 _DEFAULT_PORTS = {"http": "80", "https": "443"}
+_SPECIAL_SCHEMES = frozenset({"http", "https", "ftp", "ws", "wss"})
 # Characters that need no percent-encoding in a canonical path or query (RFC 3986 unreserved + sub-delims
 # + ':' '@' '/' '?'); '%' is absent so that existing escapes are re-encoded consistently.
 _SAFE_PATH = "/:@!$&'()*+,;=-._~"
@@ -154,8 +155,11 @@ def _rows_with_substring(text: _Bytes, needle: bytes) -> np.ndarray:
 class ThreatExchangeUrl(UrlNormalizer):
     """ThreatExchange `HASH_URL_MD5` convention: lower-case the whole URL, drop the leading `scheme://`.
 
-    The scalar form follows python-threatexchange's `normalize_url` (urlsplit, geturl, remove the first
-    `scheme://`), quirks included, so that hashes agree with lists built by that tool.
+    The scalar form is python-threatexchange's `normalize_url` step for step (Python's `str.lower`, `urlparse`,
+    `geturl`, remove the first `scheme://`), quirks included: `urlparse` drops an empty `;params` and an empty
+    query or fragment, and without a scheme the first `://` anywhere is removed. A test fuzzes both paths against
+    the package itself. Where urllib refuses a URL (an unbalanced `[`), that tool raises and no list can hold its
+    hash; we return the lower-cased URL so that the row is still screened by the other forms.
     """
 
     name: ClassVar[str] = "te"
@@ -163,21 +167,26 @@ class ThreatExchangeUrl(UrlNormalizer):
     def normalize(self, url: str) -> str:
         lowered = url.lower()
         try:
-            parts = urlsplit(lowered)
+            parts = urlparse(lowered)
         except ValueError:
             return lowered
-        return urlunsplit(parts).replace(f"{parts.scheme}://", "", 1)
+        return parts.geturl().replace(f"{parts.scheme}://", "", 1)
 
     def normalize_array(self, urls: pa.Array) -> pa.Array:
-        lowered = _Bytes(pc.utf8_lower(urls))
+        raw = _Bytes(urls)
+        # Non-ASCII rows take the reference path: Arrow's lower-casing is not Python's (`İ` keeps its combining
+        # dot in Python, final sigma depends on context), and urllib checks non-ASCII hosts under NFKC.
+        non_ascii = raw.rows_of(np.flatnonzero(raw.data >= 0x80))
+        lowered = _Bytes(pc.ascii_lower(urls))
         stripped, had_scheme = _strip_http_bytes(lowered)
-        # Rows where urlsplit/geturl would change more than the scheme take the reference path:
+        # Rows where urlparse/geturl would change more than the scheme also take the reference path:
         # a control character, space, '#', '[' or ']'; a trailing '?'; another '://' after the scheme;
-        # a ':' in a URL without an http(s) scheme.
-        odd = lowered.rows_with_any(b"#[]", below=0x21) | lowered.rows_ending_with(ord("?"))
+        # a ':' in a URL without an http(s) scheme; a ';' that ends the path (an empty `;params`, dropped).
+        odd = non_ascii | lowered.rows_with_any(b"#[]", below=0x21) | lowered.rows_ending_with(ord("?"))
+        odd |= lowered.rows_ending_with(ord(";")) | _rows_with_substring(lowered, b";?")
         odd |= _rows_with_substring(stripped, b"://")
         odd |= ~had_scheme & lowered.rows_with_any(b":")
-        # An empty host ("https:////x"): urlsplit reads the slashes as path, geturl rewrites them.
+        # An empty host ("https:////x"): urlparse reads the slashes as path, geturl rewrites them.
         odd |= np.asarray(pc.fill_null(pc.starts_with(stripped.array, "/"), False).to_numpy(zero_copy_only=False))
         return self._scalar_rows(urls, _rows(odd, urls), stripped.array)
 
@@ -195,13 +204,31 @@ def _rows(mask: np.ndarray, urls: pa.Array) -> np.ndarray:
     return np.flatnonzero(mask & present)
 
 
+def _netloc_host(netloc: str) -> str:
+    """The host of a netloc as written (urllib's `hostname` lower-cases it with `str.lower`, whose final-sigma
+    rule is not the UTS #46 mapping WHATWG applies)."""
+    host = netloc.rpartition("@")[2]
+    if host.startswith("["):
+        return host[1 : host.find("]")] if "]" in host else host[1:]
+    return host.partition(":")[0]
+
+
 def _canonical_host(host: str) -> str:
+    """Host as WHATWG URL parsing writes it: escapes decoded, UTS #46 mapping (non-transitional, so `ß` stays
+    `ß`), each non-ASCII label in punycode, lower-case, no trailing dot. Like WHATWG (CheckHyphens off) a label
+    such as `hrx-` is kept; a host IDNA cannot map is kept lower-cased rather than failing the row."""
+    if "%" in host:
+        host = unquote(host)
     host = host.rstrip(".")
     if not host.isascii():
         try:
-            host = idna.encode(host, uts46=True).decode("ascii")
-        except idna.IDNAError:
-            host = host.encode("idna").decode("ascii")
+            host = idna.uts46_remap(host, std3_rules=False, transitional=False).rstrip(".")
+            host = ".".join(
+                label if label.isascii() else "xn--" + label.encode("punycode").decode("ascii")
+                for label in host.split(".")
+            )
+        except (idna.IDNAError, UnicodeError, ValueError):
+            return host.lower()
     return host.lower()
 
 
@@ -221,6 +248,11 @@ def _canonical_part(part: str, safe: str) -> str:
         pos = match.end()
     out.append(quote(part[pos:], safe=safe))
     return "".join(out)
+
+
+def canonical_percent_encoding(text: str, *, query: bool) -> str:
+    """A path (or, with `query`, a query) in the canonical form's percent-encoding (RFC 3986 6.2.2)."""
+    return _canonical_part(text, _SAFE_QUERY if query else _SAFE_PATH)
 
 
 def _remove_dot_segments(path: str) -> str:
@@ -258,19 +290,24 @@ class CanonicalUrl(UrlNormalizer):
 
     def normalize(self, url: str) -> str:
         url = url.strip(_LEADING_JUNK).translate(_UNSAFE_URL_CHARS)
-        if not _SCHEME.match(url.lower()) or "//" not in url[:16]:
+        scheme = _SCHEME.match(url.lower())
+        if scheme is not None and scheme.group(1) in _SPECIAL_SCHEMES:
+            # WHATWG: after a special scheme any number of slashes (even none) leads to the host.
+            url = scheme.group(1) + "://" + url[scheme.end() :].lstrip("/")
+        elif scheme is None or "//" not in url[:16]:
             url = "http://" + url.lstrip("/")
         try:
             parts = urlsplit(url)
-            host = _canonical_host(parts.hostname or "")
+            host = _canonical_host(_netloc_host(parts.netloc))
             port = parts.port
         except (ValueError, UnicodeError):
             return url.lower()
-        netloc = host
+        netloc = f"[{host}]" if ":" in host else host  # an IPv6 literal keeps its brackets, as WHATWG writes it
         if port is not None and str(port) != _DEFAULT_PORTS.get(parts.scheme):
             netloc += f":{port}"
-        path = _remove_dot_segments(parts.path) if "." in parts.path else (parts.path or "/")
-        out = netloc + _canonical_part(path, _SAFE_PATH)
+        # Escapes first, then dot segments (RFC 3986 6.2.2 order; WHATWG agrees): `%2e%2e` is a `..` segment.
+        path = _canonical_part(parts.path or "/", _SAFE_PATH)
+        out = netloc + (_remove_dot_segments(path) if "." in path else path)
         if parts.query:
             out += "?" + _canonical_part(parts.query, _SAFE_QUERY)
         return out
@@ -321,7 +358,7 @@ def host_of(url: str) -> str:
     if "://" not in url[:16]:
         url = "http://" + url
     try:
-        return _canonical_host(urlsplit(url).hostname or "")
+        return _canonical_host(_netloc_host(urlsplit(url).netloc))
     except ValueError:
         return ""
 
