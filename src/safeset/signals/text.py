@@ -200,6 +200,23 @@ class CharMap:
     flat_start: np.ndarray  # int64 per code point (only read where length != 1)
     flat: np.ndarray  # uint32
 
+    @classmethod
+    def from_images(cls, images: list[tuple[int, str]]) -> CharMap:
+        """The map sending each listed code point to its image (one character inline, longer or empty ones in
+        `flat`) and every other code point to itself."""
+        single = np.arange(_N_CODES, dtype=np.uint32)
+        length = np.ones(_N_CODES, dtype=np.uint8)
+        flat_start = np.zeros(_N_CODES, dtype=np.int64)
+        flat: list[int] = []
+        for code, image in images:
+            if len(image) == 1:
+                single[code] = ord(image)
+            else:
+                length[code] = len(image)
+                flat_start[code] = len(flat)
+                flat.extend(ord(c) for c in image)
+        return cls(single, length, flat_start, np.array(flat, dtype=np.uint32))
+
     def apply(self, codes: np.ndarray) -> np.ndarray:
         lengths = self.length[codes]
         odd = lengths != 1
@@ -243,24 +260,15 @@ def char_map(casefold: bool, accents: bool, confusables: bool) -> CharMap:
             text = _strip_accents(text)
         return text
 
-    single = np.arange(_N_CODES, dtype=np.uint32)
-    length = np.ones(_N_CODES, dtype=np.uint8)
-    flat_start = np.zeros(_N_CODES, dtype=np.int64)
-    flat: list[int] = []
+    images: list[tuple[int, str]] = []
     for code in np.flatnonzero(candidates).tolist():
         image = fold(chr(code))
         if prototypes:
             # Prototypes may be capitals or carry marks: fold again, so every image is in the folded form.
             image = fold("".join(prototypes.get(c, c) for c in image))
-        if image == chr(code):
-            continue
-        if len(image) == 1:
-            single[code] = ord(image)
-        else:
-            length[code] = len(image)
-            flat_start[code] = len(flat)
-            flat.extend(ord(c) for c in image)
-    return CharMap(single, length, flat_start, np.array(flat, dtype=np.uint32))
+        if image != chr(code):
+            images.append((code, image))
+    return CharMap.from_images(images)
 
 
 def _shift_right(mask: np.ndarray, by: int = 1) -> np.ndarray:
@@ -315,21 +323,14 @@ def nfkc_tables() -> NfkcTables:
     changes[_SURROGATES] = interacts[_SURROGATES] = False
     changes[ROW_END] = interacts[ROW_END] = False
     hard = interacts.copy()
-    single = np.arange(_N_CODES, dtype=np.uint32)
-    length = np.ones(_N_CODES, dtype=np.uint8)
-    flat_start = np.zeros(_N_CODES, dtype=np.int64)
-    flat: list[int] = []
+    images: list[tuple[int, str]] = []
     for code in np.flatnonzero(changes & ~interacts).tolist():
         image = unicodedata.normalize("NFKC", chr(code))
         if not image or interacts[ord(image[0])] or len(image) > 255:
             hard[code] = True
-        elif len(image) == 1:
-            single[code] = ord(image)
         else:
-            length[code] = len(image)
-            flat_start[code] = len(flat)
-            flat.extend(ord(c) for c in image)
-    mapping = CharMap(single, length, flat_start, np.array(flat, dtype=np.uint32))
+            images.append((code, image))
+    mapping = CharMap.from_images(images)
     return NfkcTables(unstable=changes | interacts, hard=hard, mapping=mapping)
 
 
