@@ -308,3 +308,24 @@ def test_the_summary_says_which_column_keys_the_rows(tmp_path: Path) -> None:
     assert [f["key"] for f in findings(tmp_path / "run")] == ["1004"]
     code, output = invoke("scan", root, "--banks", banks, "--out", tmp_path / "run2")
     assert code == 0 and "rows keyed by: column 'SAMPLE_ID' (detected)" in output
+
+
+def test_kept_errored_folder_images_the_scan_never_read_stay_out(tmp_path: Path) -> None:
+    """--keep-errored keeps rows whose bytes were read but not fully checked; an image refused unread is withheld."""
+    from PIL import Image
+
+    root = tmp_path / "photos"
+    root.mkdir()
+    for name, size in (("small", 8), ("large", 64)):
+        Image.new("RGB", (size, size), (size, 100, 50)).save(root / f"{name}.png")
+    (root / "large.txt").write_text("a large picture")
+    limit = (root / "small.png").stat().st_size + 10
+    assert (root / "large.png").stat().st_size > limit
+    banks = tmp_path / "banks"
+    BankStore(banks).add("known", "md5", write_list(tmp_path / "m.txt", ["0" * 32]))
+    summary = scan(root, banks, tmp_path / "run", max_member_bytes=limit)
+    assert summary["rows_errored"] == 1
+    manifest = clean(root, tmp_path / "run", tmp_path / "release", keep_errored=True)
+    assert_reconciles(manifest)
+    assert (manifest["rows_kept"], manifest["rows_errored"]) == (1, 1)
+    assert sorted(p.name for p in (tmp_path / "release").iterdir() if p.is_file()) == ["small.png"]

@@ -30,6 +30,9 @@ class ShardRef:
 class ShardWriteResult:
     rows_written: int
     files: list[str]
+    # Rows the writer left out although they were to be kept, because the scan never read their bytes (kept
+    # errored rows whose image was over the size limit, say): `clean` counts them as errored.
+    rows_unchecked: int = 0
 
 
 class DatasetFormat(ABC):

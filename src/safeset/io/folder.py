@@ -48,6 +48,15 @@ def _is_regular_file(path: Path) -> bool:
         return False
 
 
+def _readable_within(path: Path, limit: int) -> bool:
+    """Whether the scan could have read this image: a regular file of at most `limit` bytes."""
+    try:
+        info = path.stat()
+    except OSError:
+        return False
+    return stat.S_ISREG(info.st_mode) and info.st_size <= limit
+
+
 def _printable_name(name: str) -> str:
     """A file name as valid UTF-8: bytes that are not (Linux allows any) written as `\\xNN`."""
     try:
@@ -173,9 +182,13 @@ class ImageFolder(DatasetFormat):
         drop = set(int(r) for r in drop_rows)
         files = []
         written = 0
+        unchecked = 0
         for row, path in enumerate(self._images(shard)):
             if row in drop:
                 continue  # dropped images and their sidecars are never copied
+            if not _readable_within(path, self.max_member_bytes):
+                unchecked += 1  # the scan refused it unread (over the limit, not a regular file): never released
+                continue
             for source in (path, *(path.with_suffix(x) for x in SIDECAR_SUFFIXES)):
                 if _is_regular_file(source):  # a directory or FIFO named like a sidecar is not data
                     target = out_root / source.relative_to(self.root)
@@ -183,7 +196,7 @@ class ImageFolder(DatasetFormat):
                     shutil.copyfile(source, target)
                     files.append(target.relative_to(out_root).as_posix())
             written += 1
-        return ShardWriteResult(rows_written=written, files=files)
+        return ShardWriteResult(rows_written=written, files=files, rows_unchecked=unchecked)
 
 
 def _reason(exc: BaseException) -> str:

@@ -99,6 +99,7 @@ def clean_dataset(
     _check_out(out, dataset)
 
     fmt = open_dataset(dataset, config["input_format"], ColumnOptions(**config["columns"]))
+    fmt.max_member_bytes = int(config.get("max_member_bytes", fmt.max_member_bytes))  # what the scan could read
     if config.get("metadata_only") and (summary.get("dataset") or {}).get("offer", {}).get("has_images"):
         raise SafesetError(
             f"the scan in {run_dir} did not read the images (--metadata-only), and {dataset} carries image bytes: "
@@ -252,7 +253,7 @@ def _clean_shard(
         rows_in=result["rows_in"],
         rows_kept=written.rows_written,
         rows_removed=len(removed_rows) + len(cover_rows),
-        rows_errored=0 if policy.keep_errored else len(errored_rows),
+        rows_errored=(0 if policy.keep_errored else len(errored_rows)) + written.rows_unchecked,
         rows_removed_cover=len(cover_rows),
         members_withheld=int(getattr(written, "members_withheld", 0)),
         files=written.files,
