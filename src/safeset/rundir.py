@@ -52,11 +52,18 @@ def is_plain_file(path: Path) -> bool:
     return not path.is_symlink() and path.is_file()
 
 
+def is_inside_dataset(folder: Path, dataset: Path) -> bool:
+    """Whether an output folder would mix with the dataset: the dataset itself, inside it, or (for a one-file
+    dataset) the folder holding it."""
+    target, data = folder.resolve(), dataset.resolve()
+    return target == data or data in target.parents or (data.is_file() and target == data.parent)
+
+
 def check_run_dir(run_dir: Path, dataset: Path, resume: bool) -> None:
     """`--out` must be new, empty, or a safeset run to resume; never the dataset or inside it, where a resumed
     scan would read its own outputs as data."""
-    target, data = run_dir.resolve(), dataset.resolve()
-    if target == data or (data.is_dir() and data in target.parents):
+    target = run_dir.resolve()
+    if is_inside_dataset(target, dataset):
         raise SafesetError(f"--out {run_dir} is inside the dataset {dataset}; choose a folder outside it")
     if target.exists() and not target.is_dir():
         raise SafesetError(f"--out {run_dir} exists and is not a folder")

@@ -187,8 +187,8 @@ class ShardScanner:
         if isinstance(columns, ColumnMap):
             # Which column keys the rows (the removal list is only useful outside this file if it is a real key).
             checked.update(row_key=columns.key_description(), hash_columns=dict(columns.hashes))
-        else:
-            checked["row_key"] = "sample key" if self.dataset.name in ("webdataset", "folder") else "file:row"
+        else:  # no metadata table (a tar without sidecar, an image folder): the member or file name keys the row
+            checked["row_key"] = "sample key"
         if self.needs_embeddings:
             # Headers only: every shard's vectors must line up with its metadata before any work starts.
             source = self.embedding_source()
@@ -324,7 +324,7 @@ class _RowSet:
             self._seen = grown
         before = self._seen[rows]
         self._seen[rows] = True
-        self.count += len(np.unique(rows[~before])) if not before.all() else 0
+        self.count += len(np.unique(rows[~before]))
 
 
 def _internal_failure(shard: ShardRef, exc: Exception) -> str:

@@ -41,7 +41,7 @@ from safeset.io.columns import ColumnOptions
 from safeset.io.detect import open_dataset
 from safeset.io.parquet import ParquetDataset
 from safeset.policy.actions import ACTION_RANK, Action, ReleasePolicy
-from safeset.rundir import load_json, load_parquet, pin_shard, shard_file
+from safeset.rundir import is_inside_dataset, load_json, load_parquet, pin_shard, shard_file
 
 RELEASES_FOLDER = "releases"
 #: What a release record keeps of each removed row's findings (never evidence such as URLs or term lines).
@@ -181,7 +181,7 @@ def clean_dataset(
             raise
     except BaseException as exc:
         shutil.rmtree(staging, ignore_errors=True)
-        full = disk_full(exc) if isinstance(exc, Exception) else None
+        full = disk_full(exc)
         if full is not None:
             raise SafesetError(
                 f"no space left on device ({full.filename or out}); nothing was released, free space and run "
@@ -190,13 +190,13 @@ def clean_dataset(
         if isinstance(exc, InputError):
             raise SafesetError(f"{exc}; nothing was released") from None
         raise
-    manifest["record"] = str(run_dir / RELEASES_FOLDER / release_id)
+    manifest["record"] = str(record)
     return manifest
 
 
 def _check_out(out: Path, dataset: Path) -> None:
-    target, data = out.resolve(), dataset.resolve()
-    if target == data or data in target.parents or (data.is_file() and target == data.parent):
+    target = out.resolve()
+    if is_inside_dataset(target, dataset):
         raise SafesetError("the release must be written outside the dataset folder")
     if target.exists() and not target.is_dir():
         raise SafesetError(f"{out} exists and is not a folder; choose a new release folder")
@@ -209,10 +209,7 @@ def _check_pins(fmt: DatasetFormat, shard: ShardRef, result: dict[str, Any]) -> 
     pinned = result.get("pins")
     if not pinned:
         raise SafesetError(f"shard {shard.id}: the scan recorded no file digests (an older run); scan it again")
-    try:
-        current = pin_shard(fmt, shard)
-    except OSError as exc:
-        raise SafesetError(f"shard {shard.id} cannot be read ({exc.strerror or exc}); nothing was released") from None
+    current = pin_shard(fmt, shard)  # an unreadable file is an InputError: nothing is released
     if current != pinned:
         before = {p["file"]: p for p in pinned}
         changed = sorted(
