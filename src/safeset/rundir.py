@@ -28,11 +28,10 @@ def shard_file_stem(shard_id: str) -> str:
 
 def pin_shard(dataset: DatasetFormat, shard: ShardRef) -> list[dict[str, Any]]:
     """Size and content digest of every file the shard is read from, keyed by path relative to the dataset."""
-    base = dataset.root if dataset.root.is_dir() else dataset.root.parent
     pins = []
     for path in dataset.shard_files(shard):
         try:
-            relative = path.relative_to(base).as_posix()
+            relative = path.relative_to(dataset.base_dir).as_posix()
         except ValueError:
             relative = str(path)
         try:

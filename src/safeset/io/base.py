@@ -87,8 +87,13 @@ class DatasetFormat(ABC):
         InputError (the shard changed since the scan). Everything else passes through unchanged.
         """
 
+    @property
+    def base_dir(self) -> Path:
+        """The folder shard files are named relative to (the dataset, or the folder of a one-file dataset)."""
+        return self.root if self.root.is_dir() else self.root.parent
+
     def relative_out(self, shard: ShardRef, out_root: Path, path: Path) -> Path:
-        target = out_root / path.relative_to(self.root if self.root.is_dir() else self.root.parent)
+        target = out_root / path.relative_to(self.base_dir)
         target.parent.mkdir(parents=True, exist_ok=True)
         return target
 
