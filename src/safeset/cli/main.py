@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import functools
+import importlib
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from safeset.banks.store import KINDS, BankStore
+from safeset.cli.common import console, friendly, out, progress_bar
 from safeset.errors import SafesetError
-from safeset.fsutil import disk_full
 from safeset.io.base import DEFAULT_MAX_MEMBER_BYTES
 from safeset.io.columns import ColumnOptions, parse_hash_col
 from safeset.policy.actions import Action, ReleasePolicy
@@ -38,38 +35,6 @@ app = typer.Typer(
 )
 bank_app = typer.Typer(no_args_is_help=True, help="Import and list banks: lists of known items to match.")
 app.add_typer(bank_app, name="bank")
-console = Console(stderr=True)
-out = Console()
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def friendly(func: F) -> F:
-    """Print SafesetError as one clear line and exit 2, instead of a traceback."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except SafesetError as exc:
-            console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-            raise typer.Exit(2) from None
-        except OSError as exc:
-            full = disk_full(exc)
-            if full is not None:
-                where = f" writing {full.filename}" if full.filename else ""
-                console.print(
-                    f"[bold red]error:[/] no space left on device{where}; free space and run again (scan: --resume)",
-                    highlight=False,
-                    soft_wrap=True,
-                )
-                raise typer.Exit(1) from None
-            where = f"{exc.filename}: " if exc.filename else ""
-            console.print(f"[bold red]error:[/] {where}{exc.strerror or exc}", highlight=False, soft_wrap=True)
-            raise typer.Exit(2) from None
-
-    return wrapper  # type: ignore[return-value]
-
 
 BanksOpt = Annotated[Path, typer.Option("--banks", help="Bank directory.")]
 
@@ -385,7 +350,7 @@ def scan(
             ),
         },
     )
-    with _progress() as progress:
+    with progress_bar() as progress:
         task = progress.add_task("scanning shards", total=None)
 
         def on_start(total: int, done: int) -> None:
@@ -454,7 +419,7 @@ def clean(
     """
     from safeset.release.clean import clean_dataset
 
-    with _progress() as progress:
+    with progress_bar() as progress:
         task = progress.add_task("writing release", total=None)
         manifest = clean_dataset(
             dataset,
@@ -548,18 +513,6 @@ def _executor(name: str, processes: int, ray_address: str | None) -> Any:
     raise SafesetError(f"unknown executor {name!r}; choose local or ray")
 
 
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-        disable=not sys.stderr.isatty(),
-    )
-
-
 def print_scan_summary(summary: dict[str, Any]) -> None:
     table = Table("shard", "rows in", "flagged", "errored", "note", title="scan summary")
     for shard in summary["shards"]:
@@ -587,6 +540,13 @@ def print_scan_summary(summary: dict[str, Any]) -> None:
         for name, count in summary["findings_by_bank"].items():
             banks.add_row(name, str(count))
         out.print(banks)
+
+
+#: Modules that add their own commands: each defines `register(app: typer.Typer) -> None`.
+COMMAND_MODULES: tuple[str, ...] = ()
+
+for _module in COMMAND_MODULES:
+    importlib.import_module(_module).register(app)
 
 
 def main() -> None:  # pragma: no cover - console entry
