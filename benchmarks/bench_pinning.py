@@ -2,14 +2,14 @@
 
     python benchmarks/bench_pinning.py [--rows N] [--files N] [--rounds N] [--quick] [--keep] [--workdir DIR]
 
-Every scan pins each shard: `safeset.scan.pin_shard` reads every file of the shard once more and records its
+Every scan pins each shard: `safeset.scan.task.pin_shard` reads every file of the shard once more and records its
 size and xxh3-128 digest, so that `clean` can refuse a shard that changed since the scan. This benchmark
 measures what that costs a metadata-only scan, the scan it costs most (a metadata-only scan reads only a few
 columns of each parquet file; pinning reads all of its bytes).
 
 Two variants of the same scan, each in a fresh child interpreter (`processes=1`):
   pinned  the code as it is;
-  before  the same code with `safeset.scan.pin_shard` replaced, in the child, by a function returning [] (no
+  before  the same code with `safeset.scan.task.pin_shard` replaced, in the child, by a function returning [] (no
           pinning: what the scan did before pins were added).
 They run in rounds: each round runs both variants back to back, the order alternating from round to round
 (pinned first in even rounds), and the ratio pinned/before is taken within each round. On a machine whose
@@ -66,7 +66,7 @@ VARIANTS = ("pinned", "before")
 
 def child_main(spec_path: str) -> None:
     task = json.loads(Path(spec_path).read_text())
-    import safeset.scan  # noqa: F401  (imports are not part of the measured time)
+    import safeset.scan.driver  # noqa: F401  (imports are not part of the measured time)
 
     if task["kind"] == "scan":
         out = child_scan(task)
@@ -78,11 +78,12 @@ def child_main(spec_path: str) -> None:
 
 
 def child_scan(task: dict[str, Any]) -> dict[str, Any]:
-    import safeset.scan
-    from safeset.scan import ScanConfig, run_scan
+    import safeset.scan.task
+    from safeset.scan.config import ScanConfig
+    from safeset.scan.driver import run_scan
 
     if task["variant"] == "before":
-        safeset.scan.pin_shard = lambda dataset, shard: []  # scan_shard looks the name up in the module
+        safeset.scan.task.pin_shard = lambda dataset, shard: []  # scan_shard looks the name up in the module
     elif task["variant"] != "pinned":
         raise SystemExit(f"unknown variant {task['variant']}")
     config = ScanConfig(
@@ -112,7 +113,7 @@ def child_pin(task: dict[str, Any]) -> dict[str, Any]:
     """pin_shard over every shard, alternating with a plain read of the same files, in one process."""
     from safeset.io.columns import ColumnOptions
     from safeset.io.detect import open_dataset
-    from safeset.scan import pin_shard
+    from safeset.rundir import pin_shard
 
     dataset = open_dataset(Path(task["dataset"]), "parquet", ColumnOptions())
     shards = dataset.shards()

@@ -169,7 +169,8 @@ def use_old_reading() -> None:
 
 def scan_child(mode: str, dataset: str, banks: str, run_dir: str) -> None:
     from safeset.banks.store import BankStore
-    from safeset.scan import ScanConfig, run_scan
+    from safeset.scan.config import ScanConfig
+    from safeset.scan.driver import run_scan
 
     if mode == "old":
         use_old_reading()

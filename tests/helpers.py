@@ -12,7 +12,8 @@ from safeset.banks.store import BankStore
 from safeset.io.columns import ColumnOptions
 from safeset.policy.actions import ReleasePolicy
 from safeset.release.clean import clean_dataset
-from safeset.scan import ScanConfig, run_scan
+from safeset.scan.config import ScanConfig
+from safeset.scan.driver import run_scan
 
 
 def scan(dataset: Path, banks: Path, run_dir: Path, **options: Any) -> dict[str, Any]:

@@ -1,13 +1,28 @@
-"""The run directory's files: names, pins of the shards a run read, and reads that fail with one clear line.
+"""The run directory: every file name in it, pins of the shards a run read, and reads that fail with one line.
 
-Shared by the scan (which writes a run), expansion (which reads kept signals) and `clean` (which reads a finished
-run), so that a run-dir file name is spelled in one place.
+Shared by the scan (which writes a run), expansion (which reads kept signals), `clean` (which reads a finished
+run) and everything reading results afterwards, so that a run-dir file name is spelled in one place: `RunDir`.
+
+RUN_DIR layout
+  run.json                  the run's configuration (dataset, format, banks and their digests, resolved policy)
+  shards/<id>.json          one shard's counts; written last, so its presence means the shard is done
+  shards/<id>.findings.parquet, shards/<id>.errors.parquet
+  shards/<id>.members.parquet   the stored members the scan read and checked (webdataset), for `clean`
+  shards/<id>.signals.parquet   per-row signals kept for the expansion pass (image digests, PDQ)
+  expansions.parquet        the expansion pass's findings
+  findings.parquet          every finding: key, shard, row, detector, bank, evidence, action, domain  (0600)
+  errors.parquet            every row that could not be checked: key, shard, row, reason       (0600)
+  summary.json              rows in / flagged / errored, per shard and in total, each shard's pinned files
+  releases/<id>/            one private record per `clean` (removed keys, accounting), never overwritten
+
+<id> is the shard's path relative to the dataset, percent-encoded so that distinct shards never share a file.
 """
 
 from __future__ import annotations
 
 import json
 import urllib.parse
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +33,55 @@ from safeset.fsutil import file_pin, read_parquet
 from safeset.io.base import DatasetFormat, ShardRef
 
 SHARDS_FOLDER = "shards"
+RELEASES_FOLDER = "releases"
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """Where a run keeps each of its files."""
+
+    path: Path
+
+    @property
+    def run_json(self) -> Path:
+        return self.path / "run.json"
+
+    @property
+    def summary(self) -> Path:
+        return self.path / "summary.json"
+
+    @property
+    def findings(self) -> Path:
+        return self.path / "findings.parquet"
+
+    @property
+    def errors(self) -> Path:
+        return self.path / "errors.parquet"
+
+    @property
+    def expansions(self) -> Path:
+        return self.path / "expansions.parquet"
+
+    @property
+    def shards(self) -> Path:
+        return self.path / SHARDS_FOLDER
+
+    @property
+    def releases(self) -> Path:
+        return self.path / RELEASES_FOLDER
+
+    def release_record(self, release_id: str) -> Path:
+        return self.releases / release_id
+
+    def shard_file(self, shard_id: str, suffix: str) -> Path:
+        """One of a shard's result files: `suffix` is `.json` (the completion marker), `.findings.parquet`, ..."""
+        return self.shards / f"{shard_file_stem(shard_id)}{suffix}"
+
+    def marker(self, shard_id: str) -> Path:
+        return self.shard_file(shard_id, ".json")
+
+    def shard_done(self, shard_id: str) -> bool:
+        return is_plain_file(self.marker(shard_id))
 
 
 def shard_file_stem(shard_id: str) -> str:
@@ -42,8 +106,8 @@ def pin_shard(dataset: DatasetFormat, shard: ShardRef) -> list[dict[str, Any]]:
 
 
 def shard_file(run_dir: Path, shard_id: str, suffix: str) -> Path:
-    """One of a shard's result files: `suffix` is `.json` (the completion marker), `.findings.parquet`, ..."""
-    return run_dir / SHARDS_FOLDER / f"{shard_file_stem(shard_id)}{suffix}"
+    """`RunDir(run_dir).shard_file(shard_id, suffix)`."""
+    return RunDir(run_dir).shard_file(shard_id, suffix)
 
 
 def is_plain_file(path: Path) -> bool:

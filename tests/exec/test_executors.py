@@ -11,7 +11,8 @@ import pytest
 from safeset.banks.store import BankStore
 from safeset.demo import demo_rows, write_webdataset
 from safeset.exec.local import LocalExecutor
-from safeset.scan import ScanConfig, run_scan
+from safeset.scan.config import ScanConfig
+from safeset.scan.driver import run_scan
 from tests.conftest import image_rows, write_list
 
 

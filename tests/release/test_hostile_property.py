@@ -25,7 +25,8 @@ from PIL import Image
 from safeset.banks.store import BankStore
 from safeset.policy.actions import ReleasePolicy
 from safeset.release.clean import clean_dataset
-from safeset.scan import ScanConfig, run_scan
+from safeset.scan.config import ScanConfig
+from safeset.scan.driver import run_scan
 
 
 @cache

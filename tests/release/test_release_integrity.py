@@ -284,7 +284,7 @@ def test_full_disk_during_scan_is_reported_as_such(
 ) -> None:
     banks = tmp_path / "banks"
     BankStore(banks).add("known", "md5", write_list(tmp_path / "m.txt", ["0" * 32]))
-    import safeset.scan as scan_module
+    import safeset.scan.task as scan_module
 
     def no_space(path: Path, *args: object, **kwargs: object) -> None:
         raise OSError(errno.ENOSPC, "No space left on device", str(path))

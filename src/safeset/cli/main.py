@@ -280,7 +280,8 @@ def scan(
 
     if pdq_mode not in MODES:
         raise SafesetError(f"unknown --pdq-mode {pdq_mode!r}; choose {' or '.join(MODES)}")
-    from safeset.scan import ScanConfig, run_scan
+    from safeset.scan.config import ScanConfig
+    from safeset.scan.driver import run_scan
 
     for given in (neighbor_action, triage_action):
         if given not in {a.value for a in Action}:

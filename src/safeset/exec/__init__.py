@@ -1,5 +1,5 @@
-"""Executors: where the first pass's shards are scanned — this process, a local process pool, or a Ray cluster.
+"""Executors: where a pass's items run — this process, a local process pool, or a Ray cluster.
 
-Every executor runs the same `ShardScanner.scan_shard`, whose per-shard files (written last: a `.json`
-completion marker) make runs resumable and results identical however the shards were spread.
+Every pass hands its executor a picklable `Task`; per-item result files (written atomically, a completion
+marker last) make runs resumable and results identical however the items were spread.
 """

@@ -1,29 +1,41 @@
-"""The executor interface: scan a list of shards, reporting each result as it completes."""
+"""The executor interface: apply one pass's task to a list of items, yielding each result as it completes.
+
+Executors know nothing of scanning: every pass (the scan of shards, the neighbour search over embedding parts,
+the release of shards) is a `Task`, a picklable description of its work. A process opens the task once
+(`Task.open`: the dataset opened, the banks loaded) and applies the opened worker to many items. Where items run
+in the driver's own process, the driver may hand in the worker it has already opened.
+"""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
-from pathlib import Path
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
-from safeset.io.base import ShardRef
 
-if TYPE_CHECKING:
-    from safeset.scan import ScanConfig, ShardResult, ShardScanner
+class Task(ABC):
+    """One pass's work, sent to workers (so it must pickle: plain configuration, no open files)."""
+
+    @abstractmethod
+    def cache_key(self) -> str:
+        """Equal for tasks whose opened workers are interchangeable: a worker process keeps one per key."""
+
+    @abstractmethod
+    def open(self) -> Callable[[Any], Any]:
+        """Build what this process needs and return the function applied to each item."""
 
 
 class Executor(ABC):
     name: str
 
     @abstractmethod
-    def run(
-        self,
-        scanner: ShardScanner,
-        config: ScanConfig,
-        shards: list[ShardRef],
-        read_images: bool,
-        run_dir: Path,
-        on_shard: Callable[[ShardResult], None] | None = None,
-    ) -> None:
-        """Scan every shard; `scanner` is this process's own (used where shards run here)."""
+    def map(self, task: Task, items: Sequence[Any], local: Callable[[Any], Any] | None = None) -> Iterator[Any]:
+        """Apply `task` to every item; results come in completion order. `local` is an already opened worker
+        for items run in this process."""
+
+
+def run_here(task: Task, items: Sequence[Any], local: Callable[[Any], Any] | None) -> Iterator[Any]:
+    """Every item in this process, in order."""
+    worker = local or task.open()
+    for item in items:
+        yield worker(item)

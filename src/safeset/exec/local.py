@@ -1,4 +1,4 @@
-"""One machine: shards scanned in this process, or in a pool of spawned processes (`--processes N`).
+"""One machine: items run in this process, or in a pool of spawned processes (`--processes N`).
 
 A pool worker must not outlive the scan that started it. If the main process is killed (SIGKILL, the OOM
 killer, a closed terminal), Python gets no chance to shut the pool down, and its workers, each holding its own
@@ -16,18 +16,11 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
-from safeset.exec.base import Executor
-from safeset.io.base import ShardRef
-
-if TYPE_CHECKING:
-    from safeset.scan import ScanConfig, ShardResult, ShardScanner
-
-_WORKER: ShardScanner | None = None
+from safeset.exec.base import Executor, Task, run_here
 
 #: How often the fallback watcher looks at the parent's pid.
 PARENT_POLL_SECONDS = 1.0
@@ -62,20 +55,22 @@ def exit_with_parent(parent_pid: int, poll_seconds: float = PARENT_POLL_SECONDS)
     threading.Thread(target=_watch_parent, args=(parent_pid, poll_seconds), name="parent-watch", daemon=True).start()
 
 
-def _worker_init(config: ScanConfig, parent_pid: int | None = None) -> None:
-    # Bound to the parent first: loading banks can take a while, and a worker orphaned meanwhile must go too.
+_WORKERS: dict[str, Callable[[Any], Any]] = {}
+
+
+def _worker_init(parent_pid: int | None = None) -> None:
+    # Bound to the parent first: opening a task (loading banks) can take a while, and an orphan must go too.
     if parent_pid is not None:
         exit_with_parent(parent_pid)
-    # Each worker opens the dataset and loads the banks once (memory-mapped, so pages are shared).
-    from safeset.scan import ShardScanner
-
-    global _WORKER
-    _WORKER = ShardScanner(config)
 
 
-def _worker_scan(shard: ShardRef, read_images: bool, run_dir: str) -> ShardResult:
-    assert _WORKER is not None
-    return _WORKER.scan_shard(shard, read_images, Path(run_dir))
+def _worker_apply(task: Task, item: Any) -> Any:
+    # Each worker opens a task once (dataset opened, banks loaded, memory-mapped so pages are shared).
+    key = task.cache_key()
+    worker = _WORKERS.get(key)
+    if worker is None:
+        worker = _WORKERS[key] = task.open()
+    return worker(item)
 
 
 class LocalExecutor(Executor):
@@ -84,28 +79,18 @@ class LocalExecutor(Executor):
     def __init__(self, processes: int = 1) -> None:
         self.processes = max(1, processes)
 
-    def run(
-        self,
-        scanner: ShardScanner,
-        config: ScanConfig,
-        shards: list[ShardRef],
-        read_images: bool,
-        run_dir: Path,
-        on_shard: Callable[[ShardResult], None] | None = None,
-    ) -> None:
-        if self.processes == 1 or len(shards) <= 1:
-            for shard in shards:
-                result = scanner.scan_shard(shard, read_images, run_dir)
-                if on_shard:
-                    on_shard(result)
+    def map(self, task: Task, items: Sequence[Any], local: Callable[[Any], Any] | None = None) -> Iterator[Any]:
+        if self.processes == 1 or len(items) <= 1:
+            yield from run_here(task, items, local)
             return
         # spawn, not fork: Arrow and BLAS thread pools do not survive a fork safely.
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(
-            max_workers=self.processes, mp_context=context, initializer=_worker_init, initargs=(config, os.getpid())
+            max_workers=min(self.processes, len(items)),
+            mp_context=context,
+            initializer=_worker_init,
+            initargs=(os.getpid(),),
         ) as pool:
-            futures = [pool.submit(_worker_scan, shard, read_images, str(run_dir)) for shard in shards]
+            futures = [pool.submit(_worker_apply, task, item) for item in items]
             for future in as_completed(futures):
-                result = future.result()
-                if on_shard:
-                    on_shard(result)
+                yield future.result()

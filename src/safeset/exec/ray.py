@@ -1,34 +1,28 @@
-"""A Ray cluster: one task per shard, for when one machine is not enough (`--executor ray`).
+"""A Ray cluster: one task per item, for when one machine is not enough (`--executor ray`).
 
 Every node must see the dataset, the bank directory and the run directory at the same paths (a shared
-filesystem), as with img2dataset's Ray distributor. Each Ray worker process keeps one `ShardScanner` per
-run configuration, so banks are loaded once per worker, not once per shard. Failed shards are retried
-by Ray; a shard's files are written atomically, so a retried or duplicated task cannot double a finding.
+filesystem), as with img2dataset's Ray distributor. Each Ray worker process keeps one opened worker per task
+key, so banks are loaded once per worker process, not once per shard. Failed items are retried by Ray; every
+pass writes its files atomically, so a retried or duplicated item cannot double a finding.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 from safeset.errors import SafesetError
-from safeset.exec.base import Executor
-from safeset.io.base import ShardRef
+from safeset.exec.base import Executor, Task
 
-if TYPE_CHECKING:
-    from safeset.scan import ScanConfig, ShardResult, ShardScanner
-
-_SCANNERS: dict[str, ShardScanner] = {}
+_WORKERS: dict[str, Callable[[Any], Any]] = {}
 
 
-def _scan_on_worker(config: ScanConfig, key: str, shard: ShardRef, read_images: bool, run_dir: str) -> ShardResult:
-    from safeset.scan import ShardScanner
-
-    scanner = _SCANNERS.get(key)
-    if scanner is None:
-        scanner = _SCANNERS[key] = ShardScanner(config)
-    return scanner.scan_shard(shard, read_images, Path(run_dir))
+def _apply_on_worker(task: Task, item: Any) -> Any:
+    key = task.cache_key()
+    worker = _WORKERS.get(key)
+    if worker is None:
+        worker = _WORKERS[key] = task.open()
+    return worker(item)
 
 
 class RayExecutor(Executor):
@@ -39,15 +33,7 @@ class RayExecutor(Executor):
         self.num_cpus = num_cpus
         self.max_retries = max_retries
 
-    def run(
-        self,
-        scanner: ShardScanner,
-        config: ScanConfig,
-        shards: list[ShardRef],
-        read_images: bool,
-        run_dir: Path,
-        on_shard: Callable[[ShardResult], None] | None = None,
-    ) -> None:
+    def map(self, task: Task, items: Sequence[Any], local: Callable[[Any], Any] | None = None) -> Iterator[Any]:
         try:
             import ray
         except ImportError as exc:
@@ -57,11 +43,9 @@ class RayExecutor(Executor):
             if self.address is None and self.num_cpus is not None:
                 options["num_cpus"] = self.num_cpus
             ray.init(**options)
-        task = ray.remote(max_retries=self.max_retries)(_scan_on_worker)
-        key = str(sorted(config.fingerprint(scanner.all_banks).items()))
-        pending = [task.remote(config, key, shard, read_images, str(run_dir.resolve())) for shard in shards]
+        remote = ray.remote(max_retries=self.max_retries)(_apply_on_worker)
+        shared = ray.put(task)  # one copy of the task in the object store, not one per item
+        pending = [remote.remote(shared, item) for item in items]
         while pending:
             done, pending = ray.wait(pending, num_returns=1)
-            result = ray.get(done[0])
-            if on_shard:
-                on_shard(result)
+            yield ray.get(done[0])

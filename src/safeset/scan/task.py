@@ -1,93 +1,42 @@
-"""Scanning: every shard streamed through signals and matchers; per-shard results make runs resumable.
+"""The scan's per-shard task: one shard streamed through signals, matchers and detectors, its results written.
 
-RUN_DIR layout
-  run.json                  the run's configuration (dataset, format, banks and their digests, options)
-  shards/<id>.json          one shard's counts; written last, so its presence means the shard is done
-  shards/<id>.findings.parquet, shards/<id>.errors.parquet
-  shards/<id>.members.parquet   the stored members the scan read and checked (webdataset), for `clean`
-  findings.parquet          every finding: key, shard, row, detector, bank, evidence, action   (0600)
-  errors.parquet            every row that could not be checked: key, shard, row, reason       (0600)
-  summary.json              rows in / flagged / errored, per shard and in total, each shard's pinned files
-  releases/<id>/            one private record per `clean` (removed keys, accounting), never overwritten
-
-<id> is the shard's path relative to the dataset, percent-encoded so that distinct shards never share a file.
-Each shard's result records the size and xxh3-128 digest of the files it was read from ("pins"): `clean`
-refuses a shard whose files changed since the scan.
+Pure with respect to the run: a shard's result depends only on the shard's bytes and the configuration, and is
+written to the shard's own files in the run directory (the completion marker last), so executors may run shards
+anywhere, in any order, more than once. The driver (`safeset.scan.driver`) plans and merges.
 """
+
 
 from __future__ import annotations
 
-import json
-import os
 import time
 import traceback
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
-from safeset import __version__
 from safeset.banks.store import BankInfo, BankStore
 from safeset.errors import InputError, SafesetError
-from safeset.exec.base import Executor
-from safeset.exec.local import LocalExecutor
-from safeset.findings import ERRORS_SCHEMA, FINDINGS_SCHEMA, TableBuilder, split_by_shard
-from safeset.fsutil import disk_full, make_private_dir, sha256_file, write_json, write_parquet
-from safeset.io.base import DEFAULT_MAX_MEMBER_BYTES, DatasetFormat, ShardRef
+from safeset.exec.base import Task
+from safeset.findings import ERRORS_SCHEMA, FINDINGS_SCHEMA, TableBuilder
+from safeset.fsutil import disk_full, write_json, write_parquet
+from safeset.io.base import DatasetFormat, ShardRef
 from safeset.io.batch import MEMBERS_SCHEMA
-from safeset.io.columns import ColumnMap, ColumnOptions
+from safeset.io.columns import ColumnMap
 from safeset.io.detect import open_dataset
 from safeset.io.embeddings import EmbeddingSource, open_embeddings
 from safeset.match.base import MATCHERS, DatasetOffer, Hits, Matcher
-from safeset.match.expand import EXPANDERS, ROW_SIGNALS, Expander, ExpansionContext
+from safeset.match.expand import EXPANDERS, ROW_SIGNALS, Expander
 from safeset.policy.actions import ACTION_RANK, Action
 from safeset.registry import load_plugins
-from safeset.rundir import SHARDS_FOLDER, check_run_dir, is_plain_file, load_json, load_parquet, pin_shard, shard_file
+from safeset.rundir import RunDir, pin_shard
+from safeset.scan.config import ScanConfig
 from safeset.signals.compute import Signals
-from safeset.signals.images import DEFAULT_MAX_PIXELS
 from safeset.signals.urls import host_of, registrable_domain
 from safeset.triage import TRIAGE_DETECTORS, build_detectors, check_rule_detectors
-
-
-@dataclass(frozen=True)
-class ScanConfig:
-    dataset: str
-    input_format: str
-    banks_dir: str
-    bank_names: tuple[str, ...]
-    columns: ColumnOptions = field(default_factory=ColumnOptions)
-    metadata_only: bool = False
-    batch_rows: int = 4096
-    max_pixels: int = DEFAULT_MAX_PIXELS
-    max_member_bytes: int = DEFAULT_MAX_MEMBER_BYTES
-    expanders: tuple[str, ...] = ()
-    options: dict[str, Any] = field(default_factory=dict)  # detector settings (thresholds, paths)
-
-    def fingerprint(self, banks: list[BankInfo]) -> dict[str, Any]:
-        """What must be equal for a resumed run to produce the same findings (files named by options included)."""
-        files = {
-            key: sha256_file(Path(value))
-            for key, value in sorted(self.options.items())
-            if key.endswith("_file") and value and Path(value).is_file()
-        }
-        fingerprint = {
-            "dataset": str(Path(self.dataset).resolve()),
-            "input_format": self.input_format,
-            "columns": asdict(self.columns),
-            "metadata_only": self.metadata_only,
-            "max_pixels": self.max_pixels,
-            "max_member_bytes": self.max_member_bytes,
-            "banks": sorted(b.name + "=" + b.digest() for b in banks),
-            "expanders": sorted(self.expanders),
-            "options": {k: str(v) for k, v in sorted(self.options.items())},
-            "option_files": files,
-        }
-        return json.loads(json.dumps(fingerprint))  # as run.json stores it: tuples become lists
 
 
 @dataclass
@@ -235,18 +184,19 @@ class ShardScanner:
         else:
             result.rows_in = seen.count
         finding_table, error_table = findings.table(unique=True), errors.table(unique=True)
-        _count_rows(result, finding_table, error_table)
+        count_rows(result, finding_table, error_table)
         result.seconds = round(time.perf_counter() - started, 3)
+        files = RunDir(run_dir)
         if self.row_signals:
             signal_table = (
                 pa.Table.from_batches(kept_signals) if kept_signals else self._row_signal_schema().empty_table()
             )
-            write_parquet(shard_file(run_dir, shard.id, ".signals.parquet"), signal_table, private=True)
+            write_parquet(files.shard_file(shard.id, ".signals.parquet"), signal_table, private=True)
         if members:
-            write_parquet(shard_file(run_dir, shard.id, ".members.parquet"), pa.concat_tables(members), private=True)
-        write_parquet(shard_file(run_dir, shard.id, ".findings.parquet"), finding_table, private=True)
-        write_parquet(shard_file(run_dir, shard.id, ".errors.parquet"), error_table, private=True)
-        write_json(shard_file(run_dir, shard.id, ".json"), asdict(result), private=True)  # the completion marker, last
+            write_parquet(files.shard_file(shard.id, ".members.parquet"), pa.concat_tables(members), private=True)
+        write_parquet(files.shard_file(shard.id, ".findings.parquet"), finding_table, private=True)
+        write_parquet(files.shard_file(shard.id, ".errors.parquet"), error_table, private=True)
+        write_json(files.shard_file(shard.id, ".json"), asdict(result), private=True)  # the completion marker, last
         return result
 
     def _scan_batches(
@@ -355,7 +305,7 @@ def _mark(masks: dict[str, np.ndarray], n: int, hits: Hits, *references: str) ->
         mask[hits.positions] = True
 
 
-def _count_rows(result: ShardResult, findings: pa.Table, errors: pa.Table) -> None:
+def count_rows(result: ShardResult, findings: pa.Table, errors: pa.Table) -> None:
     """Exclusive row states: flagged (strongest action wins), else errored, else clean."""
     if result.error:
         result.rows_flagged, result.rows_errored, result.rows_by_action = 0, result.rows_in, {}
@@ -379,140 +329,18 @@ def _registrable_domains(urls: pa.Array | None, positions: np.ndarray) -> list[s
     return [registrable_domain(host_of(u)) if u else None for u in picked]
 
 
-@dataclass
-class ScanOutcome:
-    summary: dict[str, Any]
-    run_dir: Path
+@dataclass(frozen=True)
+class ScanTask(Task):
+    """The first pass as an executor task: scan one shard (a `ShardRef`) into the run directory."""
 
+    config: ScanConfig
+    run_dir: str
+    read_images: bool
+    fingerprint_key: str  # the run's fingerprint: workers that loaded these banks can serve any shard of it
 
-def run_scan(
-    config: ScanConfig,
-    run_dir: Path,
-    processes: int = 1,
-    resume: bool = False,
-    on_start: Callable[[int, int], None] | None = None,
-    on_shard: Callable[[ShardResult], None] | None = None,
-    executor: Executor | None = None,
-) -> ScanOutcome:
-    """Scan every shard (on `executor`; by default `processes` local processes), then expand and merge."""
-    started = datetime.now(UTC)
-    scanner = ShardScanner(config)
-    checked = scanner.check()
-    read_images = bool(checked["read_images"])
-    fingerprint = config.fingerprint(scanner.all_banks)
-    run_json = run_dir / "run.json"
-    check_run_dir(run_dir, Path(config.dataset), resume)
-    if run_json.exists():
-        previous = load_json(run_json, "run record").get("fingerprint")
-        if previous != fingerprint:
-            raise SafesetError(f"{run_dir} holds a run with other settings or banks; it cannot be resumed with these")
-    make_private_dir(run_dir)
-    make_private_dir(run_dir / SHARDS_FOLDER)
-    for stale in (run_dir / SHARDS_FOLDER).glob(".*.tmp-*"):
-        stale.unlink()  # half-written files of a killed run
-    write_json(
-        run_json, {"fingerprint": fingerprint, "safeset_version": __version__, "config": asdict(config)}, private=True
-    )
+    def cache_key(self) -> str:
+        return self.fingerprint_key
 
-    shards = scanner.dataset.shards()
-    done = {s.id for s in shards if is_plain_file(shard_file(run_dir, s.id, ".json"))}
-    todo = [s for s in shards if s.id not in done]
-    if on_start:
-        on_start(len(shards), len(done))
-    (executor or LocalExecutor(processes)).run(scanner, config, todo, read_images, run_dir, on_shard)
-    phase_one = _read_shard_tables(run_dir, shards)
-    expansions = run_expansions(scanner, run_dir, shards, phase_one[0])
-    summary = merge_run(run_dir, shards, scanner.banks, checked, started, phase_one, expansions, len(done))
-    return ScanOutcome(summary, run_dir)
-
-
-def _read_shard_tables(run_dir: Path, shards: list[ShardRef]) -> tuple[pa.Table, pa.Table, list[dict[str, Any]]]:
-    """Per-shard findings, errors and results, concatenated in shard order."""
-    results, finding_tables, error_tables = [], [], []
-    for shard in shards:
-        marker = shard_file(run_dir, shard.id, ".json")
-        if not marker.exists():
-            raise SafesetError(f"shard {shard.id} has no result in {marker.parent}; run the scan again with --resume")
-        results.append(load_json(marker, f"result of shard {shard.id}"))
-        finding_tables.append(load_parquet(shard_file(run_dir, shard.id, ".findings.parquet"), FINDINGS_SCHEMA))
-        error_tables.append(load_parquet(shard_file(run_dir, shard.id, ".errors.parquet"), ERRORS_SCHEMA))
-    findings = pa.concat_tables(finding_tables) if finding_tables else FINDINGS_SCHEMA.empty_table()
-    errors = pa.concat_tables(error_tables) if error_tables else ERRORS_SCHEMA.empty_table()
-    return findings, errors, results
-
-
-def run_expansions(scanner: ShardScanner, run_dir: Path, shards: list[ShardRef], seeds: pa.Table) -> pa.Table:
-    """Second pass: each expander grows findings around the first pass's; always recomputed, so a resumed
-    run gets the same expansion as an uninterrupted one."""
-    tables = [FINDINGS_SCHEMA.empty_table()]
-    context = ExpansionContext(run_dir, scanner.dataset, shards, seeds, dict(scanner.config.options))
-    for expander in scanner.expanders:
-        tables.append(expander.expand(context).cast(FINDINGS_SCHEMA))
-    expanded = pa.concat_tables(tables)
-    write_parquet(run_dir / "expansions.parquet", expanded, private=True)
-    return expanded
-
-
-def merge_run(
-    run_dir: Path,
-    shards: list[ShardRef],
-    banks: list[BankInfo],
-    checked: dict[str, Any],
-    started: datetime,
-    phase_one: tuple[pa.Table, pa.Table, list[dict[str, Any]]],
-    expansions: pa.Table,
-    resumed_shards: int = 0,
-) -> dict[str, Any]:
-    """Combine both passes, in shard order, into findings.parquet, errors.parquet and summary.json."""
-    first, errors, results = phase_one
-    order = {shard.id: i for i, shard in enumerate(shards)}
-    combined = pa.concat_tables([first, expansions])
-    position = pa.array([order[s] for s in combined["shard"].to_pylist()], type=pa.int64())
-    combined = (
-        combined.append_column("_order", position)
-        .sort_by(
-            [
-                ("_order", "ascending"),
-                ("row", "ascending"),
-                ("bank", "ascending"),
-                ("detector", "ascending"),
-                ("evidence", "ascending"),
-            ]
-        )
-        .drop_columns(["_order"])
-    )
-    write_parquet(run_dir / "findings.parquet", combined, private=True)
-    write_parquet(run_dir / "errors.parquet", errors, private=True)
-    by_shard_findings = split_by_shard(combined)
-    by_shard_errors = split_by_shard(errors)
-    for result in results:
-        account = ShardResult(**result)
-        _count_rows(
-            account,
-            by_shard_findings.get(account.shard, FINDINGS_SCHEMA.empty_table()),
-            by_shard_errors.get(account.shard, ERRORS_SCHEMA.empty_table()),
-        )
-        result.update(asdict(account))
-    totals = {k: sum(r[k] for r in results) for k in ("rows_in", "rows_flagged", "rows_errored", "findings")}
-    by_action: Counter[str] = Counter()
-    for r in results:
-        by_action.update(r["rows_by_action"])
-    summary = {
-        **totals,
-        "rows_clean": totals["rows_in"] - totals["rows_flagged"] - totals["rows_errored"],
-        "rows_by_action": dict(sorted(by_action.items())),
-        "findings_by_detector": dict(sorted(Counter(combined["detector"].to_pylist()).items())),
-        "findings_by_bank": dict(sorted(Counter(combined["bank"].to_pylist()).items())),
-        "shards_total": len(results),
-        "shards_failed": sum(1 for r in results if r["error"]),
-        "shards_resumed": resumed_shards,
-        "shards": results,
-        "dataset": checked,
-        "banks": [asdict(b) for b in banks],
-        "started": started.isoformat(timespec="seconds"),
-        "finished": datetime.now(UTC).isoformat(timespec="seconds"),
-        "safeset_version": __version__,
-        "host_cpus": os.cpu_count(),
-    }
-    write_json(run_dir / "summary.json", summary, private=True)
-    return summary
+    def open(self) -> Any:
+        scanner = ShardScanner(self.config)
+        return lambda shard: scanner.scan_shard(shard, self.read_images, Path(self.run_dir))
