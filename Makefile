@@ -2,30 +2,39 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+SUM := $(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+# Two installs: the runtime alone (what `make demo` and a user need), and the test extra on top (torch, ray, faiss,
+# browsers' drivers: gigabytes a demo does not need).
+RUNTIME := $(VENV)/.installed-runtime-$(SUM)
+TESTING := $(VENV)/.installed-test-$(SUM)
 
 .PHONY: venv demo test lint bench clean-venv
 
-$(STAMP): pyproject.toml
+$(RUNTIME): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e .
+	rm -f $(VENV)/.installed-runtime-*
+	touch $(RUNTIME)
+
+$(TESTING): $(RUNTIME)
 	$(BIN)/python -m pip install -q -e '.[test]'
-	rm -f $(VENV)/.installed-*
-	touch $(STAMP)
+	rm -f $(VENV)/.installed-test-*
+	touch $(TESTING)
 
-venv: $(STAMP)
+venv: $(TESTING)
 
-demo: $(STAMP)
+demo: $(RUNTIME)
 	$(BIN)/python -m safeset.demo
 
-test: $(STAMP)
+test: $(TESTING)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
-lint: $(STAMP)
+lint: $(TESTING)
 	$(BIN)/ruff check .
 
-bench: $(STAMP)
+bench: $(TESTING)
 	$(BIN)/python benchmarks/bench_scan.py
 
 clean-venv:

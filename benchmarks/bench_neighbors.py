@@ -46,8 +46,8 @@ for variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import numpy as np  # noqa: E402
 
+from safeset.expansion.similarity import NeighbourSearch  # noqa: E402
 from safeset.io.embeddings import NpyVectors  # noqa: E402
-from safeset.match.similarity import NeighbourSearch  # noqa: E402
 
 
 def generate(data: Path, rows: int, dim: int, shard_rows: int) -> list[Path]:

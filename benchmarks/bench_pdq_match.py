@@ -31,7 +31,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import faiss
 import numpy as np
 
-from safeset.match.mih import MultiIndexHash
+from safeset.kinds.pdq.index import MultiIndexHash
 
 RADIUS = 31
 FAMILY = 20

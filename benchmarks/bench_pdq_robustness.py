@@ -27,7 +27,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance, ImageOps
 
 from common_photos import jpeg_bytes, load_rgb, photo_paths, web_sized
-from safeset.match.pdq import query_variants
+from safeset.kinds.pdq.matcher import query_variants
 from safeset.signals import pdq
 
 RADIUS = 31

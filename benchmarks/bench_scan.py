@@ -345,11 +345,11 @@ def breakdown(meta: Metadata, banks: Path, repeat: int) -> dict[str, Timed]:
     """Each stage alone, over the same rows, with the scan's batch size and the scan's own functions."""
     import pyarrow.compute as pc
 
-    from safeset.banks.digestset import DigestSet
     from safeset.banks.store import BankStore
     from safeset.io.columns import ColumnOptions
     from safeset.io.parquet import ParquetDataset
-    from safeset.match.base import MATCHERS
+    from safeset.kinds.base import MATCHERS
+    from safeset.kinds.digest.digestset import DigestSet
     from safeset.signals.compute import Signals
     from safeset.signals.digests import hex_to_digests
     from safeset.signals.urls import NORMALIZERS
@@ -520,8 +520,8 @@ def median_run(results: list[dict[str, Any]]) -> dict[str, Any]:
 
 def report(work: Path, sizes: Sizes, rng: np.random.Generator) -> None:
     from safeset.banks.store import BankStore
+    from safeset.kinds.base import MATCHERS
     from safeset.match import exact  # noqa: F401  (registers the exact matchers)
-    from safeset.match.base import MATCHERS
 
     rows = sizes.rows
     print("\n## generating data", flush=True)
@@ -624,7 +624,7 @@ def report(work: Path, sizes: Sizes, rng: np.random.Generator) -> None:
 
 def matcher_touch(store: Any) -> np.ndarray:
     """Read every page of the memory-mapped md5 bank once (what the first lookups fault in)."""
-    from safeset.banks.digestset import DigestSet
+    from safeset.kinds.digest.digestset import DigestSet
 
     info = store.info("md5-1m")
     dset = DigestSet.load(store.folder("md5-1m"), int(info.details["bitmap_bits"]))

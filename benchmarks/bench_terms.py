@@ -251,10 +251,10 @@ def current_rss_mib() -> float:
 
 def run_matcher(parquet: str, banks: str, bank: str, batch_rows: int, engine: str | None = None) -> dict[str, Any]:
     """The scan's own path: Arrow caption batches -> Signals -> TermMatcher.match."""
-    import safeset.match.terms as terms_module
+    import safeset.kinds.terms.matcher as terms_module
     from safeset.banks.store import BankStore
     from safeset.io.batch import RowBatch
-    from safeset.match.base import MATCHERS
+    from safeset.kinds.base import MATCHERS
     from safeset.signals.compute import Signals
 
     terms_module.ENGINE = engine  # None: the fastest engine installed
@@ -294,7 +294,7 @@ def run_versioned(src: str, parquet: str, terms_file: str, workdir: str, batch_r
     import safeset
     from safeset.banks.store import BankStore
     from safeset.io.batch import RowBatch
-    from safeset.match.base import MATCHERS
+    from safeset.kinds.base import MATCHERS
     from safeset.signals.compute import Signals
 
     assert Path(safeset.__file__).is_relative_to(src), safeset.__file__

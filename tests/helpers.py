@@ -3,32 +3,32 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
 
 from safeset.banks.store import BankStore
-from safeset.io.columns import ColumnOptions
 from safeset.policy.actions import ReleasePolicy
 from safeset.release.clean import clean_dataset
-from safeset.scan.config import ScanConfig
+from safeset.scan.config import config_from_dict
 from safeset.scan.driver import run_scan
 
 
-def scan(dataset: Path, banks: Path, run_dir: Path, **options: Any) -> dict[str, Any]:
-    columns = options.pop("columns", ColumnOptions())
-    processes = options.pop("processes", 1)
-    resume = options.pop("resume", False)
-    names = options.pop("bank_names", None) or tuple(b.name for b in BankStore(banks).list())
-    config = ScanConfig(
-        dataset=str(dataset),
-        input_format=options.pop("input_format", "auto"),
-        banks_dir=str(banks),
-        bank_names=names,
-        columns=columns,
-        **options,
-    )
+def scan(
+    dataset: Path,
+    banks: Path,
+    run_dir: Path,
+    policy: dict[str, Any] | None = None,
+    processes: int = 1,
+    resume: bool = False,
+    **settings: Any,
+) -> dict[str, Any]:
+    """Scan with every bank unless `bank_names` says otherwise; `policy` is a policy file's sections as a dict
+    (`{"pdq": {"radius": 24}}`), `settings` top-level ScanConfig fields."""
+    settings.setdefault("bank_names", tuple(b.name for b in BankStore(banks).list()))
+    config = replace(config_from_dict(policy or {}, dataset=str(dataset), banks_dir=str(banks)), **settings)
     return run_scan(config, run_dir, processes=processes, resume=resume).summary
 
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import pyarrow as pa
+
+from safeset.signals.urls import host_of, registrable_domain
 
 FINDINGS_SCHEMA = pa.schema(
     [
@@ -48,6 +51,38 @@ class TableBuilder:
             (n, "ascending") for n in ("bank", "detector", "evidence", "reason") if n in self.schema.names
         ]
         return table.sort_by(order)
+
+
+class FindingsBuilder(TableBuilder):
+    """The one place finding rows are made: every pass adds its hits here, and the row's domain always comes
+    from its URL the same way (reports by site must not depend on which pass found the row)."""
+
+    def __init__(self) -> None:
+        super().__init__(FINDINGS_SCHEMA)
+
+    def add(
+        self,
+        *,
+        shard: str,
+        rows: Sequence[int],
+        keys: Sequence[str],
+        detector: str,
+        bank: str | Sequence[str],
+        evidence: Sequence[str],
+        action: str | Sequence[str],
+        urls: Sequence[str | None] | None,
+    ) -> None:
+        n = len(rows)
+        self.extend(
+            key=list(keys),
+            shard=[shard] * n,
+            row=[int(r) for r in rows],
+            detector=[detector] * n,
+            bank=[bank] * n if isinstance(bank, str) else list(bank),
+            evidence=list(evidence),
+            action=[action] * n if isinstance(action, str) else list(action),
+            domain=[registrable_domain(host_of(u)) if u else None for u in urls] if urls is not None else [None] * n,
+        )
 
 
 def split_by_shard(table: pa.Table) -> dict[str, pa.Table]:

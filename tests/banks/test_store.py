@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from safeset.banks.digestset import DigestSet
 from safeset.banks.store import BankStore
 from safeset.errors import InputError, SafesetError
+from safeset.kinds.digest.digestset import DigestSet
 
 
 def md5s(n: int, salt: str = "") -> list[str]:

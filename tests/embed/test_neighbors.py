@@ -90,17 +90,17 @@ def test_expansion_is_identical_after_resume_and_with_top_k(
     planted: tuple[Path, Path, np.ndarray], tmp_path: Path
 ) -> None:
     root, banks, _ = planted
-    options = {"neighbor_threshold": 0.85}
-    scan(root, banks, tmp_path / "run", expanders=("neighbor",), options=options)
+    neighbor = {"threshold": 0.85}
+    scan(root, banks, tmp_path / "run", expanders=("neighbor",), policy={"neighbor": neighbor})
     reference = pq.read_table(tmp_path / "run" / "findings.parquet")
     marker = tmp_path / "run" / "shards" / f"{shard_file_stem('metadata/metadata_0001.parquet')}.json"
     marker.unlink()  # as if the run had been killed before its last shard finished
     (tmp_path / "run" / "summary.json").unlink()
-    summary = scan(root, banks, tmp_path / "run", expanders=("neighbor",), options=options, resume=True)
+    summary = scan(root, banks, tmp_path / "run", expanders=("neighbor",), policy={"neighbor": neighbor}, resume=True)
     assert summary["shards_resumed"] == 1
     assert pq.read_table(tmp_path / "run" / "findings.parquet").equals(reference)
     # top-1 per seed within τ: each seed's closest planted row (the 0.97 one) only.
-    scan(root, banks, tmp_path / "top", expanders=("neighbor",), options={**options, "neighbor_top_k": 1})
+    scan(root, banks, tmp_path / "top", expanders=("neighbor",), policy={"neighbor": {**neighbor, "top_k": 1}})
     top = sorted(f["key"] for f in findings(tmp_path / "top") if f["detector"] == "neighbor")
     assert top == [key_of(20), key_of(420)]
 
@@ -119,7 +119,7 @@ def test_second_hop_is_bounded_and_names_its_path(tmp_path: Path) -> None:
     assert hop1 == {50}
     hop2 = expected_neighbours(stored, (50,), 0.85) - {seed}
     assert hop2 == {150}
-    scan(root, banks, tmp_path / "run", expanders=("neighbor",), options={"neighbor_hops": 2})
+    scan(root, banks, tmp_path / "run", expanders=("neighbor",), policy={"neighbor": {"hops": 2}})
     rows = {f["row"]: f for f in findings(tmp_path / "run") if f["detector"] == "neighbor"}
     assert sorted(rows) == [50, 150]
     assert "(hop 2, via neighbour of 000000010)" in rows[150]["evidence"]
@@ -131,19 +131,23 @@ def test_seed_file_of_keys_or_vectors(planted: tuple[Path, Path, np.ndarray], tm
     empty_banks = tmp_path / "no-seeds"
     BankStore(empty_banks).add("nothing", "md5", write_list(tmp_path / "z.txt", ["0" * 32]))
     keys = write_list(tmp_path / "keys.txt", ["# seeds from a hotline", key_of(350)])
-    scan(root, empty_banks, tmp_path / "run", expanders=("neighbor",), options={"neighbor_seed_file": str(keys)})
+    scan(root, empty_banks, tmp_path / "run", expanders=("neighbor",), policy={"neighbor": {"seed_file": str(keys)}})
     found = sorted(f["row"] + 300 * f["shard"].endswith("0001.parquet") for f in findings(tmp_path / "run"))
     assert found == sorted(expected_neighbours(stored, (350,), 0.85))
     vectors = tmp_path / "seeds.npy"
     np.save(vectors, stored[[10]].astype(np.float32))
-    scan(root, empty_banks, tmp_path / "run2", expanders=("neighbor",), options={"neighbor_seed_file": str(vectors)})
+    scan(
+        root, empty_banks, tmp_path / "run2", expanders=("neighbor",), policy={"neighbor": {"seed_file": str(vectors)}}
+    )
     rows = findings(tmp_path / "run2")
     # A vector seed is no dataset row, so the row it equals is found as a neighbour at cosine 1.
     assert sorted(f["row"] for f in rows) == sorted([10, *expected_neighbours(stored, (10,), 0.85)])
     assert all(f["bank"] == "seed-file" and "seeds.npy#0" in f["evidence"] for f in rows)
     bad = write_list(tmp_path / "bad.txt", [key_of(350), "no-such-key"])
     with pytest.raises(InputError, match=r"bad.txt:2: seed key 'no-such-key' is not in the dataset"):
-        scan(root, empty_banks, tmp_path / "run3", expanders=("neighbor",), options={"neighbor_seed_file": str(bad)})
+        scan(
+            root, empty_banks, tmp_path / "run3", expanders=("neighbor",), policy={"neighbor": {"seed_file": str(bad)}}
+        )
 
 
 def test_neighbors_without_embeddings_is_refused_up_front(tmp_path: Path) -> None:

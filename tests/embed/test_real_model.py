@@ -75,7 +75,7 @@ def test_neighbours_of_a_flagged_caption_are_its_paraphrases(
     banks = tmp_path / "banks"
     BankStore(banks).add("urls", "url", write_list(tmp_path / "u.txt", [table["URL"][seed].as_py()]))
     tau = 0.6
-    scan(root, banks, tmp_path / "run", expanders=("neighbor",), options={"neighbor_threshold": tau})
+    scan(root, banks, tmp_path / "run", expanders=("neighbor",), policy={"neighbor": {"threshold": tau}})
     found = sorted(f["row"] for f in findings(tmp_path / "run") if f["detector"] == "neighbor")
     truth = exact_cosines(stored[[seed]], stored)[0]
     truth[seed] = -np.inf

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from safeset.expansion.similarity import search, torch_cuda_available
 from safeset.io.embeddings import VectorBlock
-from safeset.match.similarity import search, torch_cuda_available
 from tests.embed.layout import at_cosine, exact_cosines, random_unit
 
 DIM = 48

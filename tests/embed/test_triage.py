@@ -40,7 +40,9 @@ def parquet_file(tmp_path: Path) -> Path:
 
 
 def test_score_column_threshold(parquet_file: Path, url_bank: Path, tmp_path: Path) -> None:
-    summary = scan(parquet_file, url_bank, tmp_path / "run", options={"scores": ["punsafe>0.95", "pwatermark >= 0.9"]})
+    summary = scan(
+        parquet_file, url_bank, tmp_path / "run", policy={"triage": {"scores": ["punsafe>0.95", "pwatermark >= 0.9"]}}
+    )
     table = laion_table(100)
     punsafe = np.asarray(table["punsafe"].to_numpy())
     pwatermark = np.asarray(table["pwatermark"].to_numpy())
@@ -56,15 +58,17 @@ def test_score_column_threshold(parquet_file: Path, url_bank: Path, tmp_path: Pa
 
 def test_missing_score_column_is_refused_before_work(parquet_file: Path, url_bank: Path, tmp_path: Path) -> None:
     with pytest.raises(ColumnError, match="'p_unsafe' not found; columns present: URL, TEXT"):
-        scan(parquet_file, url_bank, tmp_path / "run", options={"scores": ["p_unsafe>0.9"]})
+        scan(parquet_file, url_bank, tmp_path / "run", policy={"triage": {"scores": ["p_unsafe>0.9"]}})
     with pytest.raises(SafesetError, match="expected COLUMN OP NUMBER"):
-        scan(parquet_file, url_bank, tmp_path / "run2", options={"scores": ["punsafe is high"]})
+        scan(parquet_file, url_bank, tmp_path / "run2", policy={"triage": {"scores": ["punsafe is high"]}})
 
 
 def test_relaion_research_rule(parquet_file: Path, url_bank: Path, tmp_path: Path) -> None:
     """`punsafe > 0.95 AND bank:T`: only rows in both; T may feed the rule without being reported itself."""
     rule = "research=punsafe > 0.95 AND bank:T -> remove"
-    summary = scan(parquet_file, url_bank, tmp_path / "run", bank_names=("other",), options={"rules": [rule]})
+    summary = scan(
+        parquet_file, url_bank, tmp_path / "run", bank_names=("other",), policy={"triage": {"rules": [rule]}}
+    )
     rows = [f for f in findings(tmp_path / "run")]
     assert {f["detector"] for f in rows} == {"rule"}  # bank T only fed the rule
     assert sorted(f["row"] for f in rows) == [96, 97, 98, 99]  # punsafe = i/100 > 0.95 and in T
@@ -73,7 +77,7 @@ def test_relaion_research_rule(parquet_file: Path, url_bank: Path, tmp_path: Pat
     assert summary["rows_by_action"] == {"remove": 4}
     # With T among the reported banks its own findings appear too, and rules can combine detectors.
     rules = ["research=punsafe > 0.95 AND bank:T", "either=NOT (detector:url OR punsafe < 0.99) -> review"]
-    scan(parquet_file, url_bank, tmp_path / "run2", options={"rules": rules})
+    scan(parquet_file, url_bank, tmp_path / "run2", policy={"triage": {"rules": rules}})
     rows = findings(tmp_path / "run2")
     assert sorted(f["row"] for f in rows if f["bank"] == "T") == [0, 1, 2, 3, 4, *range(90, 100)]
     assert sorted(f["row"] for f in rows if f["bank"] == "either") == []  # rows ≥ 0.99 are all in T
@@ -94,7 +98,7 @@ def test_relaion_research_rule(parquet_file: Path, url_bank: Path, tmp_path: Pat
 )
 def test_bad_rules_are_refused(parquet_file: Path, url_bank: Path, tmp_path: Path, rule: str, message: str) -> None:
     with pytest.raises(SafesetError, match=message):
-        scan(parquet_file, url_bank, tmp_path / "run", options={"rules": [rule]})
+        scan(parquet_file, url_bank, tmp_path / "run", policy={"triage": {"rules": [rule]}})
 
 
 def tiny_nsfw_head(path: Path, weights: np.ndarray, bias: float) -> Path:
@@ -129,7 +133,7 @@ def test_onnx_model_on_embeddings(tmp_path: Path, url_bank: Path) -> None:
     root = write_laion_layout(tmp_path / "laion", parts)
     weights = rng.standard_normal(16) * 4
     model = tiny_nsfw_head(tmp_path / "head.onnx", weights, -1.0)
-    scan(root, url_bank, tmp_path / "run", options={"model_file": str(model), "model_threshold": 0.8})
+    scan(root, url_bank, tmp_path / "run", policy={"triage": {"model": str(model), "model_threshold": 0.8}})
     hits = by_detector(tmp_path / "run", "model")
     expected = []
     for number, part in enumerate(parts):
@@ -142,7 +146,7 @@ def test_onnx_model_on_embeddings(tmp_path: Path, url_bank: Path) -> None:
     )
     wrong = tiny_nsfw_head(tmp_path / "wide.onnx", np.ones(32), 0.0)
     with pytest.raises(SafesetError, match=r"wide\.onnx: the model takes 32-d inputs, the embeddings are 16-d"):
-        scan(root, url_bank, tmp_path / "run2", options={"model_file": str(wrong)})
+        scan(root, url_bank, tmp_path / "run2", policy={"triage": {"model": str(wrong)}})
 
 
 def test_concepts_with_special_care_tighten_the_others(tmp_path: Path, url_bank: Path) -> None:
@@ -173,17 +177,17 @@ def test_concepts_with_special_care_tighten_the_others(tmp_path: Path, url_bank:
     assert stored[3] @ concept < 0.25 < stored[3] @ concept + 0.01  # the planted case is what it claims
     concepts = tmp_path / "concepts.json"
     concepts.write_text(json.dumps(spec))
-    scan(root, url_bank, tmp_path / "run", options={"concepts_file": str(concepts)})
+    scan(root, url_bank, tmp_path / "run", policy={"triage": {"concepts": str(concepts)}})
     hits = by_detector(tmp_path / "run", "concept")
     assert sorted(hits) == ["000000000", "000000003"]
     assert "special care benign-special-b tightened by 0.01" in hits["000000003"]["evidence"]
     spec["adjustment"] = 0.0
     concepts.write_text(json.dumps(spec))
-    scan(root, url_bank, tmp_path / "run2", options={"concepts_file": str(concepts)})
+    scan(root, url_bank, tmp_path / "run2", policy={"triage": {"concepts": str(concepts)}})
     assert sorted(by_detector(tmp_path / "run2", "concept")) == ["000000000"]
     np.savez(tmp_path / "c.npz", names=["x"], vectors=np.ones((1, 8)), thresholds=[0.2], special=[False])
     with pytest.raises(SafesetError, match="concept vectors are 8-d, the embeddings are 16-d"):
-        scan(root, url_bank, tmp_path / "run3", options={"concepts_file": str(tmp_path / "c.npz")})
+        scan(root, url_bank, tmp_path / "run3", policy={"triage": {"concepts": str(tmp_path / "c.npz")}})
 
 
 def test_research_rule_with_a_term_bank(tmp_path: Path) -> None:
@@ -199,6 +203,6 @@ def test_research_rule_with_a_term_bank(tmp_path: Path) -> None:
     BankStore(banks).add("T", "term", terms)
     BankStore(banks).add("other", "md5", write_list(tmp_path / "m.txt", ["0" * 32]))
     rule = "research=punsafe > 0.9 AND bank:T -> remove"
-    scan(path, banks, tmp_path / "run", bank_names=("other",), options={"rules": [rule]})
+    scan(path, banks, tmp_path / "run", bank_names=("other",), policy={"triage": {"rules": [rule]}})
     rows = sorted(f["row"] for f in findings(tmp_path / "run"))
     assert rows == [i for i in range(91, 100) if i % 3 == 0]  # 93, 96, 99

@@ -24,8 +24,8 @@ def test_copies_of_a_flagged_image_are_flagged(tmp_path: Path) -> None:
     BankStore(banks).add("urls", "url", write_list(tmp_path / "u.txt", [seed.url]))
     plain = scan(tmp_path / "ds", banks, tmp_path / "plain")
     assert plain["rows_flagged"] == 1
-    md5_only = {"duplicate_pdq": False}  # PDQ propagation would also find the other re-encoded copies
-    summary = scan(tmp_path / "ds", banks, tmp_path / "run", expanders=("duplicate",), options=md5_only)
+    md5_only = {"duplicate": {"pdq": False}}  # PDQ propagation would also find the other re-encoded copies
+    summary = scan(tmp_path / "ds", banks, tmp_path / "run", expanders=("duplicate",), policy=md5_only)
     assert summary["rows_flagged"] == 3 and summary["findings_by_detector"] == {"duplicate": 2, "url": 1}
     dupes = [f for f in findings(tmp_path / "run") if f["detector"] == "duplicate"]
     assert sorted(f["key"] for f in dupes) == sorted(c.key for c in copies)

@@ -14,9 +14,9 @@ import pyarrow.parquet as pq
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from safeset.banks.digestset import DigestSet, StringSet
 from safeset.banks.store import BankStore
 from safeset.demo import PHOTOS
+from safeset.kinds.digest.digestset import DigestSet, StringSet
 from safeset.signals import pdq
 from safeset.signals.urls import NORMALIZERS
 from tests.helpers import findings, scan

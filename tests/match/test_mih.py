@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from safeset.match.mih import MultiIndexHash, as_words, choose_chunks
+from safeset.kinds.pdq.index import MultiIndexHash, as_words, choose_chunks
 
 
 def balanced_hashes(rng: np.random.Generator, n: int) -> np.ndarray:

@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from safeset.match import mih_kernels
-from safeset.match.mih import MultiIndexHash, as_words, chunk_flips, chunk_layout
+from safeset.kinds.pdq import kernels as mih_kernels
+from safeset.kinds.pdq.index import MultiIndexHash, as_words, chunk_flips, chunk_layout
 
 
 def flip_bits(rng: np.random.Generator, hashes: np.ndarray, counts: np.ndarray) -> np.ndarray:

@@ -82,7 +82,7 @@ def test_scan_finds_reencoded_resized_and_mirrored_copies(tmp_path: Path) -> Non
     assert set(found) & set(mirrored)
     assert all(f["evidence"].startswith("pdq:") and " distance " in f["evidence"] for f in found.values())
     assert summary["findings_by_detector"] == {"pdq": len(found)}
-    reference_only = scan(dataset, banks, tmp_path / "plain", options={"pdq_dihedral": False, "pdq_unletterbox": False})
+    reference_only = scan(dataset, banks, tmp_path / "plain", policy={"pdq": {"dihedral": False, "unletterbox": False}})
     flagged = {f["key"] for f in findings(tmp_path / "plain")}
     assert reference_only["rows_flagged"] == len(plain) and flagged == set(plain)  # no mirrored copy without dihedral
     manifest = clean(dataset, tmp_path / "run", tmp_path / "release")

@@ -10,11 +10,11 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-import safeset.match.terms as terms_module
+import safeset.kinds.terms.matcher as terms_module
 from safeset.banks.store import BankStore
 from safeset.io.batch import RowBatch
-from safeset.match.base import MATCHERS, Hits
-from safeset.match.terms import _Automaton, _code_point_at, _lead_byte_before
+from safeset.kinds.base import MATCHERS, Hits
+from safeset.kinds.terms.matcher import _Automaton, _code_point_at, _lead_byte_before
 from safeset.signals.compute import Signals
 from tests.helpers import findings, scan
 from tests.match.test_terms import CAPTIONS, TERMS, write_dataset

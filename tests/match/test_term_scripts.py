@@ -14,11 +14,11 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-import safeset.match.terms as terms_module
+import safeset.kinds.terms.matcher as terms_module
 from safeset.banks.store import BankStore
 from safeset.errors import InputError
 from safeset.io.batch import RowBatch
-from safeset.match.base import MATCHERS, Hits
+from safeset.kinds.base import MATCHERS, Hits
 from safeset.signals.compute import Signals
 from safeset.signals.text import TextNormalizer
 from tests.match import multilingual

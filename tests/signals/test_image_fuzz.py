@@ -95,7 +95,7 @@ def dds_with_unknown_pixel_format(size: int = 200) -> bytes:
 def scan_entry_points(blob: bytes, mode: str) -> tuple[str | None, bool, str | None]:
     """(image_problem's reason, PDQ valid, PDQ reason) through the same Signals object the scan builds."""
     batch = RowBatch(shard="fuzz", rows=np.arange(1, dtype=np.int64), keys=None, images=pa.array([blob], pa.binary()))
-    signals = Signals(batch, [], FUZZ_MAX_PIXELS, {"pdq_mode": mode})
+    signals = Signals(batch, [], FUZZ_MAX_PIXELS, mode)
     (problem,) = signals.image_errors()
     hashes = signals.pdq(dihedral=True, unletterbox=True)
     assert hashes is not None

@@ -34,8 +34,31 @@ class Executor(ABC):
         for items run in this process."""
 
 
-def run_here(task: Task, items: Sequence[Any], local: Callable[[Any], Any] | None) -> Iterator[Any]:
+def run_here(task: Task, items: Sequence[Any], local: Callable[[Any], Any] | None = None) -> Iterator[Any]:
     """Every item in this process, in order."""
     worker = local or task.open()
     for item in items:
         yield worker(item)
+
+
+class _Numbered(Task):
+    """A task applied to (position, item) pairs, answering (position, result): results can be put back in order."""
+
+    def __init__(self, task: Task) -> None:
+        self.task = task
+
+    def cache_key(self) -> str:
+        return self.task.cache_key()
+
+    def open(self) -> Callable[[Any], Any]:
+        worker = self.task.open()
+        return lambda pair: (pair[0], worker(pair[1]))
+
+
+def map_in_order(executor: Executor, task: Task, items: Sequence[Any]) -> list[Any]:
+    """Every item's result, in the items' order, however the executor spread them: passes whose results are
+    combined (expansion) stay deterministic."""
+    results: list[Any] = [None] * len(items)
+    for position, result in executor.map(_Numbered(task), list(enumerate(items))):
+        results[position] = result
+    return results

@@ -55,22 +55,22 @@ def exit_with_parent(parent_pid: int, poll_seconds: float = PARENT_POLL_SECONDS)
     threading.Thread(target=_watch_parent, args=(parent_pid, poll_seconds), name="parent-watch", daemon=True).start()
 
 
-_WORKERS: dict[str, Callable[[Any], Any]] = {}
+_WORKER: Callable[[Any], Any] | None = None
 
 
-def _worker_init(parent_pid: int | None = None) -> None:
+def _worker_init(parent_pid: int | None, task: Task) -> None:
     # Bound to the parent first: opening a task (loading banks) can take a while, and an orphan must go too.
     if parent_pid is not None:
         exit_with_parent(parent_pid)
+    # The task travels once per worker, not once per item (seed matrices and bank paths can be large), and is
+    # opened once: dataset opened, banks loaded (memory-mapped, so pages are shared between workers).
+    global _WORKER
+    _WORKER = task.open()
 
 
-def _worker_apply(task: Task, item: Any) -> Any:
-    # Each worker opens a task once (dataset opened, banks loaded, memory-mapped so pages are shared).
-    key = task.cache_key()
-    worker = _WORKERS.get(key)
-    if worker is None:
-        worker = _WORKERS[key] = task.open()
-    return worker(item)
+def _worker_apply(item: Any) -> Any:
+    assert _WORKER is not None
+    return _WORKER(item)
 
 
 class LocalExecutor(Executor):
@@ -89,8 +89,8 @@ class LocalExecutor(Executor):
             max_workers=min(self.processes, len(items)),
             mp_context=context,
             initializer=_worker_init,
-            initargs=(os.getpid(),),
+            initargs=(os.getpid(), task),
         ) as pool:
-            futures = [pool.submit(_worker_apply, task, item) for item in items]
+            futures = [pool.submit(_worker_apply, item) for item in items]
             for future in as_completed(futures):
                 yield future.result()

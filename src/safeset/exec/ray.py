@@ -8,13 +8,15 @@ pass writes its files atomically, so a retried or duplicated item cannot double 
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from safeset.errors import SafesetError
 from safeset.exec.base import Executor, Task
 
-_WORKERS: dict[str, Callable[[Any], Any]] = {}
+_WORKERS: OrderedDict[str, Callable[[Any], Any]] = OrderedDict()
+KEEP_OPENED = 4  # opened tasks a worker process keeps (a run's scan, its expansion rounds, its release)
 
 
 def _apply_on_worker(task: Task, item: Any) -> Any:
@@ -22,6 +24,9 @@ def _apply_on_worker(task: Task, item: Any) -> Any:
     worker = _WORKERS.get(key)
     if worker is None:
         worker = _WORKERS[key] = task.open()
+        while len(_WORKERS) > KEEP_OPENED:
+            _WORKERS.popitem(last=False)
+    _WORKERS.move_to_end(key)
     return worker(item)
 
 

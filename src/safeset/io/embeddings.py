@@ -445,8 +445,17 @@ class TarMemberSource(EmbeddingSource):
         return 0  # members are only known by reading each tar: checked as each shard is read
 
 
+@dataclass(frozen=True)
+class EmbeddingOptions:
+    """Where a dataset's embeddings are: a folder of `.npy` parts, a parquet list column, or tar members."""
+
+    path: Path | None = None  # folder of .npy parts row-aligned with the shards (LAION img_emb)
+    column: str | None = None  # parquet list column holding each row's embedding
+    member: str | None = None  # webdataset member extension holding each sample's embedding (e.g. "npy")
+
+
 def open_embeddings(
-    dataset: DatasetFormat, path: str | None = None, column: str | None = None, member: str | None = None
+    dataset: DatasetFormat, path: Path | str | None = None, column: str | None = None, member: str | None = None
 ) -> EmbeddingSource:
     """The embeddings of a dataset: an explicit `--embeddings` path, a column, members, or the layout's own."""
     from safeset.io.webdataset import WebDatasetShards

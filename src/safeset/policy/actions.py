@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+
+from safeset.errors import SafesetError
 
 
 class Action(StrEnum):
@@ -14,6 +17,45 @@ class Action(StrEnum):
 
 # When one row has several findings, the strongest action decides its fate.
 ACTION_RANK = {Action.REMOVE: 3, Action.EXCLUDE: 2, Action.REVIEW: 1}
+#: A policy may also silence a signal: its findings are not reported, though rules may still use it.
+IGNORE = "ignore"
+#: Findings of these detectors seed expansion by default: exact hashes, URLs and PDQ (known items), not triage
+#: scores, whose neighbours would be a guess of a guess.
+SEED_DETECTORS: tuple[str, ...] = ("md5", "sha1", "sha256", "url", "url-md5", "url-sha1", "url-sha256", "pdq", "case")
+
+
+def strongest(actions: Iterable[str | Action]) -> Action:
+    """The action that decides a row with these findings."""
+    return max((Action(a) for a in actions), key=ACTION_RANK.__getitem__)
+
+
+def strongest_per_row(rows: Sequence[int], actions: Sequence[str]) -> dict[int, Action]:
+    """Row -> the strongest of its findings' actions."""
+    best: dict[int, Action] = {}
+    for row, action in zip(rows, actions, strict=True):
+        current, candidate = best.get(row), Action(action)
+        if current is None or ACTION_RANK[candidate] > ACTION_RANK[current]:
+            best[row] = candidate
+    return best
+
+
+@dataclass(frozen=True)
+class ActionPolicy:
+    """Per-signal actions: `bank:NAME` or `detector:NAME` -> remove, exclude, review or ignore; the first that
+    applies wins (a bank's entry before its detector's), else the bank's or detector's own default."""
+
+    overrides: tuple[tuple[str, str], ...] = ()
+
+    def __post_init__(self) -> None:
+        for signal, action in self.overrides:
+            if not signal.startswith(("bank:", "detector:")):
+                raise SafesetError(f"policy action for {signal!r}: name a signal as bank:NAME or detector:NAME")
+            if action != IGNORE and action not in {a.value for a in Action}:
+                raise SafesetError(f"policy action {action!r} for {signal}: choose remove, exclude, review or ignore")
+
+    def action_for(self, bank: str, detector: str, default: str) -> str:
+        table = dict(self.overrides)
+        return table.get(f"bank:{bank}") or table.get(f"detector:{detector}") or default
 
 
 @dataclass(frozen=True)

@@ -17,14 +17,14 @@ import pyarrow as pa
 from safeset import __version__
 from safeset.banks.store import BankInfo
 from safeset.errors import SafesetError
-from safeset.exec.base import Executor
+from safeset.exec.base import Executor, map_in_order
 from safeset.exec.local import LocalExecutor
+from safeset.expansion.base import ExpansionContext
 from safeset.findings import ERRORS_SCHEMA, FINDINGS_SCHEMA, split_by_shard
 from safeset.fsutil import make_private_dir, write_json, write_parquet
 from safeset.io.base import ShardRef
-from safeset.match.expand import ExpansionContext
 from safeset.rundir import RunDir, check_run_dir, load_json, load_parquet
-from safeset.scan.config import ScanConfig
+from safeset.scan.config import ScanConfig, to_plain
 from safeset.scan.task import ScanTask, ShardResult, ShardScanner, count_rows
 
 
@@ -61,7 +61,7 @@ def run_scan(
         stale.unlink()  # half-written files of a killed run
     write_json(
         files.run_json,
-        {"fingerprint": fingerprint, "safeset_version": __version__, "config": asdict(config)},
+        {"fingerprint": fingerprint, "safeset_version": __version__, "config": to_plain(config)},
         private=True,
     )
 
@@ -72,11 +72,12 @@ def run_scan(
         on_start(len(shards), len(done))
     task = ScanTask(config, str(run_dir.resolve()), read_images, json.dumps(fingerprint, sort_keys=True))
     local = lambda shard: scanner.scan_shard(shard, read_images, run_dir)  # noqa: E731 - this process's scanner
-    for result in (executor or LocalExecutor(processes)).map(task, todo, local):
+    runner = executor or LocalExecutor(processes)
+    for result in runner.map(task, todo, local):
         if on_shard:
             on_shard(result)
     phase_one = _read_shard_tables(run_dir, shards)
-    expansions = run_expansions(scanner, run_dir, shards, phase_one[0])
+    expansions = run_expansions(scanner, run_dir, shards, phase_one[0], runner)
     summary = merge_run(run_dir, shards, scanner.banks, checked, started, phase_one, expansions, len(done))
     return ScanOutcome(summary, run_dir)
 
@@ -97,11 +98,21 @@ def _read_shard_tables(run_dir: Path, shards: list[ShardRef]) -> tuple[pa.Table,
     return findings, errors, results
 
 
-def run_expansions(scanner: ShardScanner, run_dir: Path, shards: list[ShardRef], seeds: pa.Table) -> pa.Table:
-    """Second pass: each expander grows findings around the first pass's; always recomputed, so a resumed
-    run gets the same expansion as an uninterrupted one."""
+def run_expansions(
+    scanner: ShardScanner, run_dir: Path, shards: list[ShardRef], seeds: pa.Table, executor: Executor | None = None
+) -> pa.Table:
+    """Second pass: each expander grows findings around the first pass's, its per-shard work on the executor;
+    always recomputed, so a resumed run gets the same expansion as an uninterrupted one."""
     tables = [FINDINGS_SCHEMA.empty_table()]
-    context = ExpansionContext(run_dir, scanner.dataset, shards, seeds, dict(scanner.config.options))
+    runner = executor or LocalExecutor(1)
+    context = ExpansionContext(
+        run_dir.resolve(),
+        scanner.dataset,
+        shards,
+        seeds,
+        scanner.config,
+        lambda task, items: map_in_order(runner, task, items),
+    )
     for expander in scanner.expanders:
         tables.append(expander.expand(context).cast(FINDINGS_SCHEMA))
     expanded = pa.concat_tables(tables)

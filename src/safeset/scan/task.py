@@ -21,21 +21,20 @@ import pyarrow as pa
 from safeset.banks.store import BankInfo, BankStore
 from safeset.errors import InputError, SafesetError
 from safeset.exec.base import Task
-from safeset.findings import ERRORS_SCHEMA, FINDINGS_SCHEMA, TableBuilder
+from safeset.expansion.base import EXPANDERS, ROW_SIGNALS, Expander
+from safeset.findings import ERRORS_SCHEMA, FindingsBuilder, TableBuilder
 from safeset.fsutil import disk_full, write_json, write_parquet
 from safeset.io.base import DatasetFormat, ShardRef
 from safeset.io.batch import MEMBERS_SCHEMA
 from safeset.io.columns import ColumnMap
 from safeset.io.detect import open_dataset
 from safeset.io.embeddings import EmbeddingSource, open_embeddings
-from safeset.match.base import MATCHERS, DatasetOffer, Hits, Matcher
-from safeset.match.expand import EXPANDERS, ROW_SIGNALS, Expander
-from safeset.policy.actions import ACTION_RANK, Action
+from safeset.kinds.base import MATCHERS, DatasetOffer, Hits, Matcher
+from safeset.policy.actions import IGNORE, strongest_per_row
 from safeset.registry import load_plugins
 from safeset.rundir import RunDir, pin_shard
 from safeset.scan.config import ScanConfig
 from safeset.signals.compute import Signals
-from safeset.signals.urls import host_of, registrable_domain
 from safeset.triage import TRIAGE_DETECTORS, build_detectors, check_rule_detectors
 
 
@@ -59,7 +58,7 @@ class ShardScanner:
     def __init__(self, config: ScanConfig) -> None:
         load_plugins()
         self.config = config
-        self.detectors, self.rules = build_detectors(config.options)
+        self.detectors, self.rules = build_detectors(config.triage)
         # Score columns the detectors and rules compare are read with the batch (refused up front if absent).
         wanted = {c for d in (*self.detectors, *self.rules) for c in d.columns}
         columns = replace(config.columns, extra_cols=tuple(sorted(set(config.columns.extra_cols) | wanted)))
@@ -74,13 +73,13 @@ class ShardScanner:
         if absent:
             raise SafesetError(f"a rule names bank {', '.join(absent)}, which is not in {config.banks_dir}")
         self.rule_banks = [store.info(name) for name in rule_only]
-        self.matchers: list[Matcher] = [self._matcher(info, store, config.options) for info in self.banks]
-        self.rule_matchers: list[Matcher] = [self._matcher(info, store, config.options) for info in self.rule_banks]
+        self.matchers: list[Matcher] = [self._matcher(info, store, config) for info in self.banks]
+        self.rule_matchers: list[Matcher] = [self._matcher(info, store, config) for info in self.rule_banks]
         check_rule_detectors(self.rules, set(MATCHERS) | set(TRIAGE_DETECTORS))
         unknown = [name for name in config.expanders if name not in EXPANDERS]
         if unknown:
             raise SafesetError(f"unknown expander {', '.join(unknown)}; available: {', '.join(EXPANDERS) or 'none'}")
-        self.expanders: list[Expander] = [EXPANDERS[name](config.options) for name in config.expanders]
+        self.expanders: list[Expander] = [EXPANDERS[name](config) for name in config.expanders]
         self.row_signals = sorted({name for e in self.expanders for name in e.row_signals})
         self.image_digests = sorted({a for m in (*self.matchers, *self.rule_matchers) for a in m.image_digests})
         self.batch_embeddings = any(d.needs_embeddings for d in self.detectors)
@@ -89,11 +88,11 @@ class ShardScanner:
         self.dataset.read_captions = any(m.uses_captions for m in (*self.matchers, *self.rule_matchers))
 
     @staticmethod
-    def _matcher(info: BankInfo, store: BankStore, options: dict[str, Any]) -> Matcher:
+    def _matcher(info: BankInfo, store: BankStore, config: ScanConfig) -> Matcher:
         if info.kind not in MATCHERS:
             raise SafesetError(f"bank {info.name!r} has kind {info.kind!r}, which no matcher handles")
         matcher = MATCHERS[info.kind](info, store.folder(info.name))
-        matcher.configure(options)
+        matcher.configure(config)
         return matcher
 
     @property
@@ -103,10 +102,8 @@ class ShardScanner:
 
     def embedding_source(self) -> EmbeddingSource:
         if self._embeddings is None:
-            options = self.config.options
-            self._embeddings = open_embeddings(
-                self.dataset, options.get("embeddings"), options.get("embedding_col"), options.get("embedding_member")
-            )
+            where = self.config.embeddings
+            self._embeddings = open_embeddings(self.dataset, where.path, where.column, where.member)
         return self._embeddings
 
     def check(self) -> dict[str, Any]:
@@ -163,7 +160,7 @@ class ShardScanner:
         """
         started = time.perf_counter()
         result = ShardResult(shard=shard.id)
-        findings = TableBuilder(FINDINGS_SCHEMA)
+        findings = FindingsBuilder()
         errors = TableBuilder(ERRORS_SCHEMA)
         kept_signals: list[pa.RecordBatch] = []
         members: list[pa.Table] = []
@@ -177,7 +174,7 @@ class ShardScanner:
             reason = str(exc) if isinstance(exc, InputError) else _internal_failure(shard, exc)
             result.rows_in = max(self.dataset.known_row_count(shard) or 0, seen.count)
             result.error = reason
-            findings = TableBuilder(FINDINGS_SCHEMA)
+            findings = FindingsBuilder()
             errors = TableBuilder(ERRORS_SCHEMA)
             errors.extend(key=[""], shard=[shard.id], row=[-1], reason=[f"shard unreadable: {reason}"])
             kept_signals, members = [], []
@@ -203,7 +200,7 @@ class ShardScanner:
         self,
         shard: ShardRef,
         read_images: bool,
-        findings: TableBuilder,
+        findings: FindingsBuilder,
         errors: TableBuilder,
         kept_signals: list[pa.RecordBatch],
         members: list[pa.Table],
@@ -216,22 +213,22 @@ class ShardScanner:
                 members.append(batch.members.cast(MEMBERS_SCHEMA))
             if vectors is not None:
                 batch.embeddings, batch.embedding_valid = vectors.take(batch.rows)
-            signals = Signals(batch, self.image_digests, self.config.max_pixels, self.config.options)
+            signals = Signals(batch, self.image_digests, self.config.max_pixels, self.config.pdq.mode)
             masks: dict[str, np.ndarray] = {}  # what each bank and detector hit, for rules
             for matcher in (*self.matchers, *self.rule_matchers):
                 reported = matcher in self.matchers
                 for hits in matcher.match(signals):
                     _mark(masks, len(batch), hits, f"bank:{matcher.info.name}")
                     if reported:
-                        _record(findings, batch, hits, matcher.info.name, matcher.info.action)
+                        self._record(findings, batch, hits, matcher.info.name, matcher.info.action)
             for detector in self.detectors:
                 for hits in detector.detect(signals):
                     _mark(masks, len(batch), hits)
-                    _record(findings, batch, hits, detector.label, detector.action.value)
+                    self._record(findings, batch, hits, detector.label, detector.action.value)
             for rule in self.rules:
                 for hits in rule.evaluate(signals, masks):
                     _mark(masks, len(batch), hits, f"rule:{rule.label}")
-                    _record(findings, batch, hits, rule.label, rule.action.value)
+                    self._record(findings, batch, hits, rule.label, rule.action.value)
             if read_images or batch.read_errors is not None:
                 problems = signals.image_errors()
                 bad = np.flatnonzero(np.array([p is not None for p in problems], dtype=bool))
@@ -243,6 +240,13 @@ class ShardScanner:
                 )
             if self.row_signals:
                 kept_signals.append(self._row_signal_batch(signals))
+
+    def _record(self, findings: FindingsBuilder, batch: Any, hits: Hits, bank: str, default_action: str) -> None:
+        """Report hits with the action the policy gives their signal; an ignored signal is not reported (rules
+        may still use it)."""
+        action = self.config.actions.action_for(bank, hits.detector, default_action)
+        if action != IGNORE:
+            _record(findings, batch, hits, bank, action)
 
     def _row_signal_schema(self) -> pa.Schema:
         fields = [("row", pa.int64()), ("key", pa.string())]
@@ -284,17 +288,18 @@ def _internal_failure(shard: ShardRef, exc: Exception) -> str:
     return f"{shard.path}: unexpected {type(exc).__name__} while reading{at}: {exc}"
 
 
-def _record(findings: TableBuilder, batch: Any, hits: Hits, bank: str, action: str) -> None:
-    n = len(hits.positions)
-    findings.extend(
-        key=batch.keys_at(hits.positions),
-        shard=[batch.shard] * n,
-        row=batch.rows[hits.positions].tolist(),
-        detector=[hits.detector] * n,
-        bank=[bank] * n,
+def _record(findings: FindingsBuilder, batch: Any, hits: Hits, bank: str, action: str) -> None:
+    positions = hits.positions
+    urls = batch.urls.take(pa.array(positions, type=pa.int64())).to_pylist() if batch.urls is not None else None
+    findings.add(
+        shard=batch.shard,
+        rows=batch.rows[positions].tolist(),
+        keys=batch.keys_at(positions),
+        detector=hits.detector,
+        bank=bank,
         evidence=hits.evidence,
-        action=[action] * n,
-        domain=_registrable_domains(batch.urls, hits.positions),
+        action=action,
+        urls=urls,
     )
 
 
@@ -311,22 +316,11 @@ def count_rows(result: ShardResult, findings: pa.Table, errors: pa.Table) -> Non
         result.rows_flagged, result.rows_errored, result.rows_by_action = 0, result.rows_in, {}
         result.findings = 0
         return
-    strongest: dict[int, Action] = {}
-    for row, action in zip(findings["row"].to_pylist(), findings["action"].to_pylist(), strict=True):
-        current = strongest.get(row)
-        if current is None or ACTION_RANK[Action(action)] > ACTION_RANK[current]:
-            strongest[row] = Action(action)
+    strongest = strongest_per_row(findings["row"].to_pylist(), findings["action"].to_pylist())
     result.rows_flagged = len(strongest)
     result.rows_errored = len(set(errors["row"].to_pylist()) - strongest.keys())
     result.rows_by_action = dict(sorted(Counter(a.value for a in strongest.values()).items()))
     result.findings = findings.num_rows
-
-
-def _registrable_domains(urls: pa.Array | None, positions: np.ndarray) -> list[str | None]:
-    if urls is None:
-        return [None] * len(positions)
-    picked = urls.take(pa.array(positions, type=pa.int64())).to_pylist()
-    return [registrable_domain(host_of(u)) if u else None for u in picked]
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -22,11 +21,11 @@ class Signals:
         batch: RowBatch,
         image_digests: list[str],
         max_pixels: int = DEFAULT_MAX_PIXELS,
-        options: dict[str, Any] | None = None,
+        pdq_mode: str = pdq.DEFAULT_MODE,
     ) -> None:
         self.batch = batch
         self.max_pixels = max_pixels
-        self.options = dict(options or {})  # detector settings of the scan (e.g. pdq_mode)
+        self.pdq_mode = pdq_mode
         self._image_algorithms = image_digests
         self._cache: dict[str, object] = {}
 
@@ -146,7 +145,7 @@ class Signals:
             dihedral, unletterbox = dihedral or has_dihedral, unletterbox or has_trim
         result = pdq.hash_images(
             self.batch.images.to_pylist(),
-            str(self.options.get("pdq_mode", pdq.DEFAULT_MODE)),
+            self.pdq_mode,
             dihedral=dihedral,
             unletterbox=unletterbox,
             max_pixels=self.max_pixels,

@@ -2,39 +2,28 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
 from safeset.errors import SafesetError
-from safeset.policy.actions import Action
 from safeset.triage.base import Detector, ScoreDetector
+from safeset.triage.options import TriageOptions
 from safeset.triage.rules import RuleDetector
 
 TRIAGE_DETECTORS = ("score", "model", "concept", "rule")
 
 
-def build_detectors(options: dict[str, Any]) -> tuple[list[Detector], list[RuleDetector]]:
+def build_detectors(options: TriageOptions) -> tuple[list[Detector], list[RuleDetector]]:
     """Score, model and concept detectors, then rules (evaluated last, in order, over everything before them)."""
-    action = Action(options.get("triage_action", Action.REVIEW.value))
-    detectors: list[Detector] = [ScoreDetector(spec, action) for spec in options.get("scores", ())]
-    if options.get("model_file"):
+    action = options.action
+    detectors: list[Detector] = [ScoreDetector(spec, action) for spec in options.scores]
+    if options.model is not None:
         from safeset.triage.model import OnnxModelDetector
 
-        column = options.get("model_column")
-        detectors.append(
-            OnnxModelDetector(
-                Path(options["model_file"]),
-                float(options.get("model_threshold", 0.5)),
-                int(column) if column is not None else None,
-                action,
-            )
-        )
-    if options.get("concepts_file"):
+        detectors.append(OnnxModelDetector(options.model, options.model_threshold, options.model_column, action))
+    if options.concepts is not None:
         from safeset.triage.concepts import ConceptDetector
 
-        detectors.append(ConceptDetector(Path(options["concepts_file"]), action))
+        detectors.append(ConceptDetector(options.concepts, action))
     rules: list[RuleDetector] = []
-    for index, spec in enumerate(options.get("rules", ())):
+    for index, spec in enumerate(options.rules):
         rule = RuleDetector(spec, index, action)
         if any(r.label == rule.label for r in rules):
             raise SafesetError(f"two rules are named {rule.label!r}")

@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from safeset.errors import SafesetError
-from safeset.match.base import Hits
+from safeset.kinds.base import Hits
 from safeset.policy.actions import Action
 from safeset.signals.compute import Signals
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from safeset.errors import InputError
-from safeset.match.base import Hits
+from safeset.kinds.base import Hits
 from safeset.policy.actions import Action
 from safeset.signals.compute import Signals
 from safeset.triage.base import Detector

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from safeset.errors import SafesetError
-from safeset.match.base import Hits
+from safeset.kinds.base import Hits
 from safeset.policy.actions import Action
 from safeset.signals.compute import Signals
 from safeset.triage.base import COMPARISONS, Detector, numeric_column, parse_action

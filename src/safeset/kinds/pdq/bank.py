@@ -31,7 +31,7 @@ import pyarrow.compute as pc
 from safeset.banks.listfile import InvalidLines, ListFormat, ListValues, SplitLines
 from safeset.banks.store import BankKind, register_kind
 from safeset.errors import InputError
-from safeset.match.mih import DEFAULT_RADIUS, MultiIndexHash
+from safeset.kinds.pdq.index import DEFAULT_RADIUS, MultiIndexHash
 from safeset.signals.digests import hex_to_digests
 
 DEFAULT_MIN_QUALITY = 50

@@ -18,8 +18,8 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from safeset.banks.store import BankInfo
-from safeset.banks.terms import MAIN_LIST, NEAR_LIST, TERMS_FILE
-from safeset.match.base import DatasetOffer, Hits, Matcher, register_matcher
+from safeset.kinds.base import DatasetOffer, Hits, Matcher, register_matcher
+from safeset.kinds.terms.bank import MAIN_LIST, NEAR_LIST, TERMS_FILE
 from safeset.signals.compute import Signals
 from safeset.signals.text import STEPS, NormalizedText, TextNormalizer, char_tables
 

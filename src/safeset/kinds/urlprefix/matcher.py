@@ -8,11 +8,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-import safeset.banks.urlprefix  # noqa: F401  (registers the url-prefix kinds)
+import safeset.kinds.urlprefix.bank  # noqa: F401  (registers the url-prefix kinds)
 from safeset.banks.store import LINE_COLUMN, BankInfo
-from safeset.banks.urlprefix import PREFIXES_FILE
 from safeset.fsutil import read_parquet
-from safeset.match.base import DatasetOffer, Hits, Matcher, entry_line, entry_lines, positions_of, register_matcher
+from safeset.kinds.base import DatasetOffer, Hits, Matcher, entry_line, entry_lines, positions_of, register_matcher
+from safeset.kinds.urlprefix.bank import PREFIXES_FILE
 from safeset.signals.compute import Signals
 
 

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from numba.typed import List
 
-from safeset.match import mih_kernels
+from safeset.kinds.pdq import kernels as mih_kernels
 
 HASH_BYTES = 32
 MAX_CHUNK_BITS = 24  # a direct-addressed table of 2^24 uint32 offsets is 64 MiB per chunk

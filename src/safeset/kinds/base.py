@@ -44,8 +44,8 @@ class Matcher(ABC):
     #: Whether the matcher reads captions; when no matcher does, readers skip the caption column entirely.
     uses_captions: ClassVar[bool] = False
 
-    def configure(self, options: dict[str, Any]) -> None:
-        """Detector settings of the scan (`ScanConfig.options`); most matchers have none."""
+    def configure(self, config: Any) -> None:
+        """The scan's typed configuration (`ScanConfig`): a kind reads its own section; most have none."""
         return None
 
     @property

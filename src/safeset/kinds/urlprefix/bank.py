@@ -19,7 +19,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from safeset.banks.listfile import InvalidLines, ListFormat, ListValues
-from safeset.banks.store import LINE_COLUMN, BankKind, public_suffix_hosts, register_kind
+from safeset.banks.store import LINE_COLUMN, BankKind, register_kind
+from safeset.kinds.url.bank import public_suffix_hosts
 from safeset.policy.actions import Action
 from safeset.signals.urls import NORMALIZERS, hosts_array
 

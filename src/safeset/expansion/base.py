@@ -10,37 +10,20 @@ the first pass an expander can ask for per-row signals to be kept (`row_signals`
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 import pyarrow as pa
 
+from safeset.exec.base import Task, run_here
 from safeset.fsutil import read_parquet
 from safeset.io.base import DatasetFormat, ShardRef
+from safeset.io.detect import open_dataset
 from safeset.policy.actions import Action
-from safeset.rundir import shard_file
-from safeset.signals.compute import Signals
-
-#: Per-row signals the first pass can keep for expanders: name -> (Arrow type, compute from a batch).
-RowSignal = Callable[[Signals], pa.Array]
-ROW_SIGNALS: dict[str, tuple[pa.DataType, RowSignal]] = {}
-
-
-def register_row_signal(name: str, dtype: pa.DataType, compute: RowSignal) -> None:
-    ROW_SIGNALS[name] = (dtype, compute)
-
-
-def _image_md5(signals: Signals) -> pa.Array:
-    pair = signals.image_digest("md5")
-    if pair is None:
-        return pa.nulls(len(signals.batch), pa.binary(16))
-    digests, valid = pair
-    return pa.array([bytes(d) if ok else None for d, ok in zip(digests, valid, strict=True)], type=pa.binary(16))
-
-
-register_row_signal("image_md5", pa.binary(16), _image_md5)
+from safeset.rundir import RunDir
+from safeset.signals.rows import ROW_SIGNALS, register_row_signal  # noqa: F401  (re-exported for expanders)
 
 
 @dataclass
@@ -49,10 +32,21 @@ class ExpansionContext:
     dataset: DatasetFormat
     shards: list[ShardRef]
     seeds: pa.Table  # findings of the first pass (FINDINGS_SCHEMA)
-    options: dict[str, Any] = field(default_factory=dict)
+    config: Any  # the scan's typed configuration (ScanConfig): expanders read their own section
+    # Runs a task over items on the scan's executor, results in the items' order (default: here, in turn).
+    map: Callable[[Task, Sequence[Any]], list[Any]] = field(default=lambda task, items: list(run_here(task, items)))
 
     def row_signals(self, shard: ShardRef) -> pa.Table:
-        return read_parquet(shard_file(self.run_dir, shard.id, ".signals.parquet"))
+        return read_row_signals(self.run_dir, shard)
+
+
+def read_row_signals(run_dir: Path, shard: ShardRef) -> pa.Table:
+    return read_parquet(RunDir(run_dir).shard_file(shard.id, ".signals.parquet"))
+
+
+def open_scanned_dataset(config: Any) -> DatasetFormat:
+    """The dataset as the scan read it, opened again in a worker of the expansion pass."""
+    return open_dataset(Path(config.dataset), config.input_format, config.columns)
 
 
 class Expander(ABC):
@@ -61,9 +55,10 @@ class Expander(ABC):
     default_action: ClassVar[Action] = Action.REVIEW
     needs_embeddings: ClassVar[bool] = False  # the scan checks the dataset's embeddings up front
 
-    def __init__(self, options: dict[str, Any]) -> None:
-        self.options = options
-        self.action = Action(options.get(f"{self.name}_action", self.default_action.value))
+    def __init__(self, config: Any) -> None:
+        """`config` is the scan's typed configuration (`ScanConfig`); an expander reads its own section."""
+        self.config = config
+        self.action = Action(getattr(getattr(config, self.name, None), "action", self.default_action))
 
     def needs_images(self) -> bool:
         return False

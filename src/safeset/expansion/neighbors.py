@@ -11,6 +11,8 @@ from the first hop's rows (at most `neighbor_max_hop_seeds` of them, the closest
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,16 +21,14 @@ import numpy as np
 import pyarrow as pa
 
 from safeset.errors import InputError, SafesetError
-from safeset.findings import FINDINGS_SCHEMA, TableBuilder
+from safeset.exec.base import Task
+from safeset.expansion.base import Expander, ExpansionContext, open_scanned_dataset, register_expander
+from safeset.expansion.options import NeighborOptions
+from safeset.expansion.similarity import Neighbours, NeighbourSearch, combine_pairs, neighbours_from_pairs
+from safeset.findings import FindingsBuilder
 from safeset.io.base import DatasetFormat, ShardRef
 from safeset.io.embeddings import EmbeddingSource, open_embeddings
-from safeset.match.expand import Expander, ExpansionContext, register_expander
-from safeset.match.similarity import DEFAULT_MEMORY_BYTES, Neighbours, NeighbourSearch
-from safeset.signals.urls import host_of, registrable_domain
 
-DEFAULT_THRESHOLD = 0.85
-SEED_DETECTORS = ("md5", "sha1", "sha256", "url", "url-md5", "url-sha1", "url-sha256", "pdq")
-DEFAULT_MAX_HOP_SEEDS = 1000
 SEED_FILE_BANK = "seed-file"
 
 
@@ -66,22 +66,17 @@ class NeighborExpander(Expander):
     name = "neighbor"
     needs_embeddings = True
 
-    def __init__(self, options: dict[str, Any]) -> None:
-        super().__init__(options)
-        self.threshold = float(options.get("neighbor_threshold", DEFAULT_THRESHOLD))
-        if not -1.0 <= self.threshold <= 1.0:
-            raise SafesetError(f"--neighbor-threshold {self.threshold} is not a cosine in [-1, 1]")
-        top_k = options.get("neighbor_top_k")
-        self.top_k = int(top_k) if top_k else None
-        self.hops = int(options.get("neighbor_hops", 1))
-        if self.hops not in (1, 2):
-            raise SafesetError("--neighbor-hops is 1 or 2")
-        self.max_hop_seeds = int(options.get("neighbor_max_hop_seeds", DEFAULT_MAX_HOP_SEEDS))
-        detectors = options.get("neighbor_seed_detectors")
-        self.seed_detectors = tuple(detectors) if detectors else SEED_DETECTORS
-        self.seed_file = options.get("neighbor_seed_file")
-        self.backend = str(options.get("neighbor_backend", "auto"))
-        self.memory_bytes = int(options.get("neighbor_memory_mb", DEFAULT_MEMORY_BYTES >> 20)) << 20
+    def __init__(self, config: Any) -> None:
+        super().__init__(config)
+        options: NeighborOptions = config.neighbor
+        self.threshold = options.threshold
+        self.top_k = options.top_k
+        self.hops = options.hops
+        self.max_hop_seeds = options.max_hop_seeds
+        self.seed_detectors = options.seed_detectors
+        self.seed_file = options.seed_file
+        self.backend = options.backend
+        self.memory_bytes = options.memory_mb << 20
 
     # -- seeds ---------------------------------------------------------------------------------------------
 
@@ -184,36 +179,43 @@ class NeighborExpander(Expander):
 
     # -- search --------------------------------------------------------------------------------------------
 
-    def search(
-        self, seeds: Seeds, source: EmbeddingSource, shards: list[ShardRef], excluded: dict[int, np.ndarray]
-    ) -> Neighbours:
-        finder = NeighbourSearch(seeds.vectors, self.threshold, self.top_k, self.backend, self.memory_bytes)
-        none = np.empty(0, dtype=np.int64)
-        for index, shard in enumerate(shards):
-            for block in source.for_shard(shard).blocks(finder.block_rows):
-                finder.add_block(index, block, excluded.get(index, none))
-        return finder.result()
+    def search(self, seeds: Seeds, context: ExpansionContext, excluded: dict[int, np.ndarray]) -> Neighbours:
+        """Every shard's embeddings past all seeds, one executor item per shard; the shards' pairs are combined
+        (each seed's k best overall) into the same result one sequential search gives."""
+        task = _ShardSearch(
+            config=context.config,
+            shards=tuple(context.shards),
+            seeds=seeds.vectors,
+            threshold=self.threshold,
+            top_k=self.top_k,
+            backend=self.backend,
+            memory_bytes=self.memory_bytes,
+            excluded=excluded,
+            round_id=uuid.uuid4().hex,
+        )
+        parts = context.map(task, list(range(len(context.shards))))
+        return neighbours_from_pairs(*combine_pairs(parts, self.top_k))
 
     def expand(self, context: ExpansionContext) -> pa.Table:
-        out = TableBuilder(FINDINGS_SCHEMA)
+        out = FindingsBuilder()
         source = open_embeddings(
             context.dataset,
-            context.options.get("embeddings"),
-            context.options.get("embedding_col"),
-            context.options.get("embedding_member"),
+            context.config.embeddings.path,
+            context.config.embeddings.column,
+            context.config.embeddings.member,
         )
         seeds = self.seeds(context, source)
         if not len(seeds.key):
             return out.table()
         excluded = _by_shard(seeds.shard_index, seeds.row)
-        found = self.search(seeds, source, context.shards, excluded)
+        found = self.search(seeds, context, excluded)
         results = [(seeds, found)]
         if self.hops == 2 and len(found.row):
             hop_seeds = self._next_hop(seeds, found, context, source)
             excluded = _by_shard(
                 np.concatenate([seeds.shard_index, found.shard_index]), np.concatenate([seeds.row, found.row])
             )
-            results.append((hop_seeds, self.search(hop_seeds, source, context.shards, excluded)))
+            results.append((hop_seeds, self.search(hop_seeds, context, excluded)))
         for hop_seeds, hop_found in results:
             self._emit(out, context, hop_seeds, hop_found)
         return out.table()
@@ -239,7 +241,7 @@ class NeighborExpander(Expander):
             via=[seeds.key[int(i)] for i in origin],
         )
 
-    def _emit(self, out: TableBuilder, context: ExpansionContext, seeds: Seeds, found: Neighbours) -> None:
+    def _emit(self, out: FindingsBuilder, context: ExpansionContext, seeds: Seeds, found: Neighbours) -> None:
         for index in np.unique(found.shard_index):
             mine = np.flatnonzero(found.shard_index == index)
             shard = context.shards[int(index)]
@@ -253,19 +255,49 @@ class NeighborExpander(Expander):
                 within = int(found.seeds_within[position])
                 text += f"; {within} seeds within τ={self.threshold:g})" if within > 1 else ")"
                 evidence.append(text)
-            n = len(mine)
-            out.extend(
-                key=keys,
-                shard=[shard.id] * n,
-                row=found.row[mine].tolist(),
-                detector=["neighbor"] * n,
+            out.add(
+                shard=shard.id,
+                rows=found.row[mine].tolist(),
+                keys=keys,
+                detector="neighbor",
                 bank=[seeds.bank[int(s)] for s in found.seed[mine]],
                 evidence=evidence,
-                action=[self.action.value] * n,
-                domain=[registrable_domain(host_of(u)) if u else None for u in urls],
+                action=self.action.value,
+                urls=urls,
             )
 
 
 def _by_shard(shard_index: np.ndarray, rows: np.ndarray) -> dict[int, np.ndarray]:
     """Sorted rows per shard index (rows from files, shard −1, are left out)."""
     return {int(i): np.unique(rows[shard_index == i]) for i in np.unique(shard_index) if i >= 0}
+
+
+@dataclass(frozen=True)
+class _ShardSearch(Task):
+    """One round of the neighbour search as an executor task: item = a shard's index, result = its pairs."""
+
+    config: Any
+    shards: tuple[ShardRef, ...]
+    seeds: np.ndarray
+    threshold: float
+    top_k: int | None
+    backend: str
+    memory_bytes: int
+    excluded: dict[int, np.ndarray]
+    round_id: str  # a worker keeps the opened search of this round only
+
+    def cache_key(self) -> str:
+        return f"neighbor-search-{self.round_id}"
+
+    def open(self) -> Callable[[int], tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        where = self.config.embeddings
+        source = open_embeddings(open_scanned_dataset(self.config), where.path, where.column, where.member)
+        none = np.empty(0, dtype=np.int64)
+
+        def search_shard(index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            finder = NeighbourSearch(self.seeds, self.threshold, self.top_k, self.backend, self.memory_bytes)
+            for block in source.for_shard(self.shards[index]).blocks(finder.block_rows):
+                finder.add_block(index, block, self.excluded.get(index, none))
+            return finder.pairs()
+
+        return search_shard

@@ -14,31 +14,18 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from safeset.banks.pdq import PDQ_LINES_FILE
 from safeset.banks.store import BankInfo
 from safeset.errors import InputError
-from safeset.match.base import DatasetOffer, Hits, Matcher, register_matcher
-from safeset.match.expand import register_row_signal
-from safeset.match.mih import DEFAULT_RADIUS, MultiIndexHash
+from safeset.kinds.base import DatasetOffer, Hits, Matcher, register_matcher
+from safeset.kinds.pdq.bank import PDQ_LINES_FILE
+from safeset.kinds.pdq.index import MultiIndexHash
+from safeset.kinds.pdq.options import PdqOptions
 from safeset.signals import pdq
 from safeset.signals.compute import Signals
+from safeset.signals.rows import register_row_signal
 
-#: Scan options (ScanConfig.options) read by the PDQ detector and the duplicate expander, with defaults.
-PDQ_OPTIONS: dict[str, Any] = {
-    "pdq_radius": DEFAULT_RADIUS,
-    "pdq_mode": pdq.DEFAULT_MODE,
-    "pdq_dihedral": True,
-    "pdq_unletterbox": True,
-}
 #: Below this quality a query hash comes from a flat or tiny image and is not used to propagate findings.
 MIN_PROPAGATION_QUALITY = 50
-
-
-def option(options: dict[str, Any], name: str) -> Any:
-    value = options.get(name, PDQ_OPTIONS[name])
-    if isinstance(PDQ_OPTIONS[name], bool) and isinstance(value, str):
-        return value.lower() in ("1", "true", "yes", "on")
-    return type(PDQ_OPTIONS[name])(value)
 
 
 def query_variants(hashes: pdq.PdqHashes) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -71,14 +58,10 @@ class PdqMatcher(Matcher):
         super().__init__(info, folder)
         self.index = MultiIndexHash.load(folder)
         self.lines = _entry_lines(folder, len(self.index))
-        self.configure({})
+        self.options = PdqOptions()
 
-    def configure(self, options: dict[str, Any]) -> None:
-        self.radius = int(option(options, "pdq_radius"))
-        self.dihedral = bool(option(options, "pdq_dihedral"))
-        self.unletterbox = bool(option(options, "pdq_unletterbox"))
-        if not 0 <= self.radius <= 128:
-            raise ValueError(f"PDQ radius must be 0..128, not {self.radius}")
+    def configure(self, config: Any) -> None:
+        self.options = config.pdq
 
     def unusable_reason(self, offer: DatasetOffer, read_images: bool) -> str | None:
         if offer.has_images and read_images:
@@ -86,11 +69,11 @@ class PdqMatcher(Matcher):
         return f"bank {self.info.name!r} holds PDQ hashes, which need image bytes; this scan reads none"
 
     def match(self, signals: Signals) -> list[Hits]:
-        hashes = signals.pdq(dihedral=self.dihedral, unletterbox=self.unletterbox)
+        hashes = signals.pdq(dihedral=self.options.dihedral, unletterbox=self.options.unletterbox)
         if hashes is None:
             return []
         queries, owners, names = query_variants(hashes)
-        q, b, d = self.index.search(queries, self.radius)
+        q, b, d = self.index.search(queries, self.options.radius)
         if not len(q):
             return []
         # Per row, the closest bank hash over all its query variants.

@@ -265,13 +265,8 @@ class NeighbourSearch:
 
     def _prune(self) -> None:
         """Keep each seed's k best (ties: earlier row), and raise its floor to its k-th best − MARGIN."""
-        keys, seeds, scores = self._pairs()
-        order = np.lexsort((keys, -scores, seeds))
-        keys, seeds, scores = keys[order], seeds[order], scores[order]
-        starts = np.flatnonzero(np.r_[True, seeds[1:] != seeds[:-1]])
-        rank = np.arange(len(seeds)) - np.repeat(starts, np.diff(np.r_[starts, len(seeds)]))
-        keep = rank < self.top_k
-        keys, seeds, scores = keys[keep], seeds[keep], scores[keep]
+        assert self.top_k is not None
+        keys, seeds, scores = top_k_per_seed(*self._pairs(), self.top_k)
         self._keys, self._seeds, self._scores = [keys], [seeds], [scores]
         self._held = np.bincount(seeds, minlength=len(self._held))
         full = np.flatnonzero(self._held >= self.top_k)
@@ -280,24 +275,56 @@ class NeighbourSearch:
         kth[seeds[last]] = scores[last]
         self.floors[full] = np.maximum(self.threshold, kth[full]) - MARGIN
 
+    def pairs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(row key, seed, exact score) of every qualifying pair so far (with top-k: each seed's k best)."""
+        return self._pairs()
+
     def result(self) -> Neighbours:
         """One entry per row, in (shard, row) order: its best seed (ties: lowest seed index)."""
-        keys, seeds, scores = self._pairs()
-        if not len(keys):
-            empty = np.empty(0, dtype=np.int64)
-            return Neighbours(empty, empty, empty, np.empty(0, dtype=np.float64), empty)
-        order = np.lexsort((seeds, -scores, keys))
-        keys, seeds, scores = keys[order], seeds[order], scores[order]
-        first = np.r_[True, keys[1:] != keys[:-1]]
-        counts = np.diff(np.r_[np.flatnonzero(first), len(keys)])
-        keys, seeds, scores = keys[first], seeds[first], scores[first]
-        return Neighbours(
-            shard_index=keys >> ROW_KEY_SHIFT,
-            row=keys & ((np.int64(1) << ROW_KEY_SHIFT) - 1),
-            seed=seeds,
-            score=scores,
-            seeds_within=counts.astype(np.int64),
-        )
+        return neighbours_from_pairs(*self._pairs())
+
+
+def top_k_per_seed(
+    keys: np.ndarray, seeds: np.ndarray, scores: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each seed's k best pairs (ties: the earlier row), grouped by seed."""
+    order = np.lexsort((keys, -scores, seeds))
+    keys, seeds, scores = keys[order], seeds[order], scores[order]
+    starts = np.flatnonzero(np.r_[True, seeds[1:] != seeds[:-1]]) if len(seeds) else np.empty(0, dtype=np.int64)
+    rank = np.arange(len(seeds)) - np.repeat(starts, np.diff(np.r_[starts, len(seeds)]))
+    keep = rank < k
+    return keys[keep], seeds[keep], scores[keep]
+
+
+def combine_pairs(
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]], top_k: int | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pairs found shard by shard (each already holding its shard's top k) as the whole dataset's: a seed's k
+    best overall are among the union of its k best per shard, so the result equals one sequential search."""
+    if not parts:
+        empty = np.empty(0, dtype=np.int64)
+        return empty, empty, np.empty(0, dtype=np.float64)
+    keys, seeds, scores = (np.concatenate([p[i] for p in parts]) for i in range(3))
+    return top_k_per_seed(keys, seeds, scores, top_k) if top_k else (keys, seeds, scores)
+
+
+def neighbours_from_pairs(keys: np.ndarray, seeds: np.ndarray, scores: np.ndarray) -> Neighbours:
+    """One entry per row, in (shard, row) order: its best seed (ties: lowest seed index)."""
+    if not len(keys):
+        empty = np.empty(0, dtype=np.int64)
+        return Neighbours(empty, empty, empty, np.empty(0, dtype=np.float64), empty)
+    order = np.lexsort((seeds, -scores, keys))
+    keys, seeds, scores = keys[order], seeds[order], scores[order]
+    first = np.r_[True, keys[1:] != keys[:-1]]
+    counts = np.diff(np.r_[np.flatnonzero(first), len(keys)])
+    keys, seeds, scores = keys[first], seeds[first], scores[first]
+    return Neighbours(
+        shard_index=keys >> ROW_KEY_SHIFT,
+        row=keys & ((np.int64(1) << ROW_KEY_SHIFT) - 1),
+        seed=seeds,
+        score=scores,
+        seeds_within=counts.astype(np.int64),
+    )
 
 
 def search(

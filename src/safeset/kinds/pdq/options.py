@@ -1,0 +1,23 @@
+"""The PDQ kind's scan options, with their defaults (also used by the duplicate expander's PDQ propagation)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from safeset.errors import SafesetError
+from safeset.kinds.pdq.index import DEFAULT_RADIUS
+from safeset.signals.pdq import DEFAULT_MODE, MODES
+
+
+@dataclass(frozen=True)
+class PdqOptions:
+    radius: int = DEFAULT_RADIUS  # Hamming radius in bits (31: the reference's threshold)
+    mode: str = DEFAULT_MODE  # pixel pipeline: "fast" or "exact" (the reference tool's)
+    dihedral: bool = True  # also query the 8 rotations/flips
+    unletterbox: bool = True  # also query with uniform borders trimmed
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.radius <= 128:
+            raise SafesetError(f"pdq radius {self.radius} is not between 0 and 128 bits")
+        if self.mode not in MODES:
+            raise SafesetError(f"unknown pdq mode {self.mode!r}; choose {' or '.join(MODES)}")
