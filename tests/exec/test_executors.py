@@ -1,23 +1,28 @@
-"""Executors spread shards differently but must give identical results: local pool and Ray."""
+"""Executors spread the work differently but must give identical results: every pass (the scan of shards, the
+copy and neighbour searches of the expansion pass) in this process, in a local pool and on a local Ray cluster."""
 
 from __future__ import annotations
 
 import hashlib
 from pathlib import Path
 
-import pyarrow.parquet as pq
+import numpy as np
 import pytest
 
 from safeset.banks.store import BankStore
 from safeset.demo import demo_rows, write_webdataset
+from safeset.exec.base import Executor
 from safeset.exec.local import LocalExecutor
-from safeset.scan.config import ScanConfig
+from safeset.scan.config import config_from_dict
 from safeset.scan.driver import run_scan
 from tests.conftest import image_rows, write_list
+from tests.embed.layout import at_cosine, random_unit, write_laion_layout
+
+OUTPUTS = ("findings.parquet", "errors.parquet", "expansions.parquet")
 
 
 @pytest.fixture
-def dataset_and_banks(tmp_path: Path) -> tuple[Path, Path]:
+def webdataset_and_banks(tmp_path: Path) -> tuple[Path, Path]:
     shards = demo_rows(shards=4, rows_per_shard=10)
     write_webdataset(tmp_path / "ds", shards)
     banks = tmp_path / "banks"
@@ -28,29 +33,77 @@ def dataset_and_banks(tmp_path: Path) -> tuple[Path, Path]:
     return tmp_path / "ds", banks
 
 
-def _config(dataset: Path, banks: Path) -> ScanConfig:
-    return ScanConfig(dataset=str(dataset), input_format="auto", banks_dir=str(banks), bank_names=("k",))
+@pytest.fixture
+def laion_and_banks(tmp_path: Path) -> tuple[Path, Path]:
+    """Two embedding parts with neighbours of two seeds planted in both, and a top-k that must hold globally."""
+    rng = np.random.default_rng(7)
+    vectors = random_unit(500, 32, rng)
+    spots = iter([20, 120, 299, 300, 310, 420, 499, 5])
+    for seed in (10, 350):
+        for cosine in (0.97, 0.9, 0.86, 0.84):
+            vectors[next(spots)] = at_cosine(vectors[seed], cosine, rng)
+    root = write_laion_layout(tmp_path / "laion", [vectors[:300], vectors[300:]])
+    banks = tmp_path / "laion-banks"
+    md5s = [hashlib.md5(f"image-{row}".encode()).hexdigest() for row in (10, 350)]
+    BankStore(banks).add("known", "md5", write_list(tmp_path / "md5.txt", md5s))
+    return root, banks
+
+
+def _run(dataset: Path, banks: Path, out: Path, executor: Executor, policy: dict[str, object]) -> dict[str, object]:
+    names = tuple(info.name for info in BankStore(banks).list())
+    config = config_from_dict(policy, dataset=str(dataset), banks_dir=str(banks), bank_names=names)
+    return run_scan(config, out, executor=executor).summary
+
+
+def _same_outputs(a: Path, b: Path) -> None:
+    for name in OUTPUTS:
+        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+
+
+COPIES = {"expanders": ["duplicate"]}
+NEIGHBOURS = {"expanders": ["neighbor"], "neighbor": {"threshold": 0.85, "top_k": 2, "hops": 2}}
+
+
+def test_local_pool_matches_one_process(
+    webdataset_and_banks: tuple[Path, Path], laion_and_banks: tuple[Path, Path], tmp_path: Path
+) -> None:
+    for (dataset, banks), policy, name in (
+        (webdataset_and_banks, COPIES, "copies"),
+        (laion_and_banks, NEIGHBOURS, "nn"),
+    ):
+        one = _run(dataset, banks, tmp_path / f"{name}-one", LocalExecutor(1), policy)
+        pool = _run(dataset, banks, tmp_path / f"{name}-pool", LocalExecutor(2), policy)
+        assert (
+            one["rows_flagged"] == pool["rows_flagged"] and one["findings_by_detector"] == pool["findings_by_detector"]
+        )
+        _same_outputs(tmp_path / f"{name}-one", tmp_path / f"{name}-pool")
+    assert one["findings_by_detector"].get("neighbor", 0) > 0  # the expansion pass did find something
 
 
 @pytest.mark.slow
-def test_ray_executor_matches_local(dataset_and_banks: tuple[Path, Path], tmp_path: Path) -> None:
+def test_ray_executor_matches_local(
+    webdataset_and_banks: tuple[Path, Path], laion_and_banks: tuple[Path, Path], tmp_path: Path
+) -> None:
     ray = pytest.importorskip("ray")
     from safeset.exec.ray import RayExecutor
 
-    dataset, banks = dataset_and_banks
-    local = run_scan(_config(dataset, banks), tmp_path / "local", executor=LocalExecutor(1)).summary
     seen: list[str] = []
     try:
+        executor = RayExecutor(num_cpus=2)
+        dataset, banks = webdataset_and_banks
+        local = _run(dataset, banks, tmp_path / "local", LocalExecutor(1), COPIES)
+        names = tuple(info.name for info in BankStore(banks).list())
+        config = config_from_dict(COPIES, dataset=str(dataset), banks_dir=str(banks), bank_names=names)
         distributed = run_scan(
-            _config(dataset, banks),
-            tmp_path / "ray",
-            executor=RayExecutor(num_cpus=2),
-            on_shard=lambda result: seen.append(result.shard),
+            config, tmp_path / "ray", executor=executor, on_shard=lambda r: seen.append(r.shard)
         ).summary
+        dataset, banks = laion_and_banks
+        _run(dataset, banks, tmp_path / "nn-local", LocalExecutor(1), NEIGHBOURS)
+        _run(dataset, banks, tmp_path / "nn-ray", executor, NEIGHBOURS)
     finally:
         ray.shutdown()
     assert sorted(seen) == ["00000.tar", "00001.tar", "00002.tar", "00003.tar"]
     assert distributed["rows_flagged"] == local["rows_flagged"] > 0
-    assert pq.read_table(tmp_path / "ray" / "findings.parquet").equals(
-        pq.read_table(tmp_path / "local" / "findings.parquet")
-    )
+    assert local["findings_by_detector"].get("duplicate", 0) > 0
+    _same_outputs(tmp_path / "local", tmp_path / "ray")
+    _same_outputs(tmp_path / "nn-local", tmp_path / "nn-ray")
