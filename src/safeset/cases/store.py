@@ -160,7 +160,8 @@ class CaseStore:
     def import_run(self, run_dir: Path, who: str, dataset_pass: bool = True) -> ImportResult:
         """Add a finished scan's findings: new items become candidate cases, known ones gain occurrences and
         evidence. `dataset_pass` reads the flagged rows' URLs and hash columns from the scanned dataset."""
-        _check_text("who", who)
+        if not _check_text("who", who).strip():
+            raise SafesetError("an import needs a name for who made it")
         run = read_run(Path(run_dir), dataset_pass=dataset_pass)
         groups: dict[str, _Group] = {}
         for record in run.findings:
