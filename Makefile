@@ -8,7 +8,7 @@ SUM := $(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 RUNTIME := $(VENV)/.installed-runtime-$(SUM)
 TESTING := $(VENV)/.installed-test-$(SUM)
 
-.PHONY: venv demo test lint bench clean-venv
+.PHONY: venv demo test lint bench clean-venv pg-server
 
 $(RUNTIME): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,7 +27,13 @@ venv: $(TESTING)
 demo: $(RUNTIME)
 	$(BIN)/python -m safeset.demo
 
-test: $(TESTING)
+# The case store's tests start a throwaway PostgreSQL server; install Debian's when missing (root only).
+pg-server:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || \
+	  { [ "$$(id -u)" = 0 ] && (apt-get update -q && apt-get install -y -q postgresql) || \
+	    echo "note: PostgreSQL not installed (needs root); its case store tests will be skipped"; }
+
+test: $(TESTING) pg-server
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 

@@ -111,6 +111,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "safeset.cli.scan",
     "safeset.cli.hash",
     "safeset.cli.policy",
+    "safeset.cli.cases",
 )
 
 for _module in COMMAND_MODULES:
