@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: venv demo test lint bench clean-venv
+.PHONY: venv demo test lint bench clean-venv browser-deps
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,7 +18,15 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python -m safeset.demo
 
-test: $(STAMP)
+# Headless-Chromium tests (report, review page) use Debian's browser and driver, never a downloaded one.
+browser-deps:
+	@if ! command -v chromium >/dev/null || ! test -x /usr/bin/chromedriver; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
+		else echo "chromium/chromium-driver missing (apt-get install chromium chromium-driver as root): browser tests will skip"; fi; \
+	fi
+
+test: $(STAMP) browser-deps
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
