@@ -7,20 +7,20 @@ import importlib
 
 from safeset.services.base import SERVICES, VerificationService, register_service
 
-#: adapter modules and the factory each registers under its service name; imported on first use, so that
+#: service name -> the adapter module that registers it when imported; imported on first use, so that
 #: `import safeset.services` costs nothing and a missing optional client only matters to its own service
-ADAPTERS: dict[str, tuple[str, str]] = {
-    "arachnid": ("safeset.services.arachnid", "make_arachnid"),
-    "hma": ("safeset.services.hma", "make_hma"),
-    "photodna": ("safeset.services.photodna", "make_photodna"),
+ADAPTERS: dict[str, str] = {
+    "arachnid": "safeset.services.arachnid",
+    "hma": "safeset.services.hma",
+    "photodna": "safeset.services.photodna",
 }
 
 
 def load_services() -> dict[str, object]:
-    """Register every adapter in `SERVICES` (idempotent) and return it: name -> factory(endpoint | None)."""
-    for name, (module, factory) in ADAPTERS.items():
-        if name not in SERVICES:
-            register_service(name, getattr(importlib.import_module(module), factory))
+    """Import every adapter module (each registers itself in `SERVICES`) and return the registry:
+    name -> factory(endpoint | None)."""
+    for module in ADAPTERS.values():
+        importlib.import_module(module)
     return SERVICES  # type: ignore[return-value]
 
 

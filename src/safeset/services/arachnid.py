@@ -28,7 +28,7 @@ from arachnid_shield_sdk.models import (
 from arachnid_shield_sdk.models.scanned_pdq import PDQMatch
 
 from safeset.errors import SafesetError
-from safeset.services.base import Outcome, Verdict, VerificationItem
+from safeset.services.base import Outcome, Verdict, VerificationItem, register_service
 from safeset.services.http import HttpOptions, HttpTransport, ServiceError, json_of
 
 ENDPOINT_ENV = "ARACHNID_SHIELD_URL"
@@ -192,3 +192,6 @@ def _unique(values: list[str]) -> list[str]:
 
 def make_arachnid(endpoint: str | None) -> ArachnidShieldService:
     return ArachnidShieldService(ArachnidOptions.from_environment(endpoint))
+
+
+register_service("arachnid", make_arachnid)  # on import: `cases verify` imports every module under safeset.services

@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import urljoin
 
 from safeset.errors import SafesetError
-from safeset.services.base import Outcome, Verdict, VerificationItem
+from safeset.services.base import Outcome, Verdict, VerificationItem, register_service
 from safeset.services.http import HttpOptions, HttpTransport, ServiceError, json_of
 from safeset.signals.urls import ThreatExchangeUrl
 
@@ -153,3 +153,6 @@ def _distance_key(distance: str) -> float:
 
 def make_hma(endpoint: str | None) -> HmaService:
     return HmaService(HmaOptions.from_environment(endpoint))
+
+
+register_service("hma", make_hma)  # on import: `cases verify` imports every module under safeset.services

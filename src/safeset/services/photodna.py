@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import urljoin
 
 from safeset.errors import SafesetError
-from safeset.services.base import Outcome, Verdict, VerificationItem
+from safeset.services.base import Outcome, Verdict, VerificationItem, register_service
 from safeset.services.http import HttpOptions, HttpTransport, ServiceError, json_of
 
 ENDPOINT_ENV = "PHOTODNA_URL"
@@ -115,3 +115,6 @@ class PhotoDnaService:
 
 def make_photodna(endpoint: str | None) -> PhotoDnaService:
     return PhotoDnaService(PhotoDnaOptions.from_environment(endpoint))
+
+
+register_service("photodna", make_photodna)  # on import: `cases verify` imports every module under safeset.services
