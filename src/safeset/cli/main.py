@@ -543,7 +543,7 @@ def print_scan_summary(summary: dict[str, Any]) -> None:
 
 
 #: Modules that add their own commands: each defines `register(app: typer.Typer) -> None`.
-COMMAND_MODULES: tuple[str, ...] = ("safeset.cli.cases", "safeset.cli.report")
+COMMAND_MODULES: tuple[str, ...] = ("safeset.cli.cases", "safeset.cli.report", "safeset.cli.review")
 
 for _module in COMMAND_MODULES:
     importlib.import_module(_module).register(app)
