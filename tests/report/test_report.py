@@ -205,3 +205,22 @@ def test_report_in_chromium(demo_run: tuple[Path, Path], tmp_path: Path, browser
     assert browser.outside_requests() == []
     shot = browser.screenshot(tmp_path / "report.png")
     assert shot.stat().st_size > 10_000
+
+
+def test_case_states_from_the_store(demo_run: tuple[Path, Path], tmp_path: Path) -> None:
+    from safeset.cases import CaseState, CaseStore
+
+    run_dir, release = demo_run
+    url = f"sqlite:///{tmp_path / 'cases.db'}"
+    with CaseStore.open(url) as store:
+        store.import_run(run_dir, who="scanner")
+        ids = [c.id for c in store.list_cases()]
+        store.transition(ids[:2], CaseState.DISMISSED, "tester", "benign stand-in")
+        expected = Counter(c.state.value for c in store.list_cases())
+    out = tmp_path / "r.html"
+    result = CliRunner().invoke(app, ["report", str(run_dir), str(release), "--out", str(out), "--cases", url])
+    assert result.exit_code == 0, result.output
+    page = out.read_text()
+    assert f'data-chart="cases" data-bars="{len(expected)}"' in page
+    data = gather(run_dir, release, url)
+    assert dict(data.case_states or []) == expected

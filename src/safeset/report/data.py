@@ -170,7 +170,7 @@ def _case_states(cases_url: str) -> tuple[list[tuple[str, int]] | None, str | No
             offset += page
     finally:
         store.close()
-    return list(counts.items()), None
+    return [(state, n) for state, n in counts.items() if n], None
 
 
 def gather(
