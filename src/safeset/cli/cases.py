@@ -67,6 +67,7 @@ def cases_import(
     out.print(
         f"{result.findings_read} findings read: {result.new_cases} new cases, {result.updated_cases} updated",
         highlight=False,
+        soft_wrap=True,
     )
     if result.note:
         console.print(f"[yellow]note:[/] {result.note}", highlight=False, soft_wrap=True)
@@ -110,7 +111,7 @@ def cases_list(
             str(view.id), view.state.value, view.identity, str(len(view.occurrences)), detection, view.reference or ""
         )
     out.print(table)
-    out.print(f"{len(views)} cases", highlight=False)
+    out.print(f"{len(views)} cases", highlight=False, soft_wrap=True)
 
 
 @cases_app.command("verify")
@@ -144,6 +145,7 @@ def cases_verify(
             f"dry run: {result.resent} to re-send, {result.sent} candidates to send, "
             f"{result.no_hash} without hash or URL; nothing changed",
             highlight=False,
+            soft_wrap=True,
         )
         return
     outcomes = ", ".join(f"{n} {k}" for k, n in sorted(result.outcomes.items())) or "no verdicts"
@@ -151,6 +153,7 @@ def cases_verify(
         f"{service}: {result.sent} sent, {result.resent} re-sent, {result.no_hash} without hash or URL "
         f"(unverifiable); {outcomes}",
         highlight=False,
+        soft_wrap=True,
     )
 
 
@@ -179,7 +182,9 @@ def cases_mark(
         store.transition(todo, target, _who(who), reason, reference)
     finally:
         store.close()
-    out.print(f"{len(todo)} cases now {target.value} ({len(ids) - len(todo)} already were)", highlight=False)
+    out.print(
+        f"{len(todo)} cases now {target.value} ({len(ids) - len(todo)} already were)", highlight=False, soft_wrap=True
+    )
 
 
 @cases_app.command("report")
@@ -204,7 +209,11 @@ def cases_report(
     finally:
         store.close()
     marked = f"; {result.marked_reported} marked reported" if mark_reported else ""
-    out.print(f"{result.cases} cases ({result.records} records) written to {out_file}{marked}", highlight=False)
+    out.print(
+        f"{result.cases} cases ({result.records} records) written to {out_file}{marked}",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 @cases_app.command("verify-log")
@@ -221,7 +230,7 @@ def cases_verify_log(cases: CasesOpt) -> None:
         for problem in problems:
             console.print(f"[bold red]audit log altered:[/] {problem}", highlight=False, soft_wrap=True)
         raise typer.Exit(1)
-    out.print(f"audit log intact: {entries} entries", highlight=False)
+    out.print(f"audit log intact: {entries} entries", highlight=False, soft_wrap=True)
 
 
 def _state(text: str, allowed: list):  # type: ignore[no-untyped-def,type-arg]
