@@ -26,13 +26,11 @@ browser-deps:
 		else echo "chromium/chromium-driver missing (apt-get install chromium chromium-driver as root): browser tests will skip"; fi; \
 	fi
 
-
 # The case store's tests start a throwaway PostgreSQL server; install Debian's when missing (root only).
 pg-server:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || \
 	  { [ "$$(id -u)" = 0 ] && (apt-get update -q && apt-get install -y -q postgresql) || \
 	    echo "note: PostgreSQL not installed (needs root); its case store tests will be skipped"; }
-
 
 test: $(STAMP) pg-server browser-deps
 	$(BIN)/ruff check .
