@@ -351,7 +351,7 @@ padding:4px 10px 4px 6px;text-align:left;vertical-align:top}.n{text-align:right}
 
 
 def _page(title: str, body: str, who: str = "") -> str:
-    whom = f"<span> · reviewing as {escape(who)}</span>" if who else ""
+    whom = f"<span>reviewing as {escape(who)}</span>" if who else ""
     return (
         "<!DOCTYPE html><html lang=en><head><meta charset=utf-8>"
         f'<meta http-equiv="Content-Security-Policy" content="{CSP}"><meta name="referrer" content="no-referrer">'
