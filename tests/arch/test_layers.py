@@ -20,7 +20,6 @@ LAYERS: dict[str, int] = {
     "fsutil": 0,
     "policy": 0,
     "exec": 0,
-    "services": 1,
     # input: datasets as Arrow batches
     "io": 1,
     "rundir": 2,
@@ -38,6 +37,7 @@ LAYERS: dict[str, int] = {
     "release": 8,
     "manifest": 8,
     "cases": 8,
+    "services": 8,
     "report": 9,
     "review": 9,
     # entry points

@@ -112,6 +112,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "safeset.cli.hash",
     "safeset.cli.policy",
     "safeset.cli.cases",
+    "safeset.cli.report",
+    "safeset.cli.review",
 )
 
 for _module in COMMAND_MODULES:
