@@ -96,6 +96,14 @@ def scan(
             help="SIGNAL=ACTION per signal, e.g. 'bank:optout=exclude', 'detector:score=ignore' (repeatable).",
         ),
     ] = None,
+    seeds_from: Annotated[
+        str | None,
+        typer.Option(
+            "--seeds-from",
+            help="Case store URL (sqlite:///cases.db, postgresql://…): its confirmed cases count as findings and "
+            "seed the expansion pass (their copies and neighbours are found).",
+        ),
+    ] = None,
     processes: Annotated[int, typer.Option("--processes", min=1, help="Shards scanned in parallel.")] = 1,
     executor: Annotated[
         str, typer.Option("--executor", help="local (this machine, --processes) or ray (a Ray cluster).")
@@ -117,9 +125,7 @@ def scan(
     ] = DEFAULT_MAX_PIXELS,
     max_member_bytes: Annotated[
         int,
-        typer.Option(
-            "--max-member-bytes", min=1, help="Tar members and image files above this are errored, unread."
-        ),
+        typer.Option("--max-member-bytes", min=1, help="Tar members and image files above this are errored, unread."),
     ] = DEFAULT_MAX_MEMBER_BYTES,
     neighbors: Annotated[bool, typer.Option("--neighbors", hidden=True, help="Same as --expand neighbor.")] = False,
     neighbor_threshold: Annotated[
@@ -227,6 +233,14 @@ def scan(
     config = config_from_dict(
         settings, where=str(policy) if policy else "options", dataset=str(dataset), banks_dir=str(banks)
     )
+    seeds = None
+    if seeds_from is not None:
+        from safeset.cases.seeds import case_seed_findings
+
+        seeds = case_seed_findings(seeds_from)
+        console.print(
+            f"{seeds.num_rows} occurrences of confirmed cases from {seeds_from} seed this scan", highlight=False
+        )
     started = time.perf_counter()
     with progress_bar() as progress:
         task = progress.add_task("scanning shards", total=None)
@@ -251,6 +265,7 @@ def scan(
                 on_start=on_start,
                 on_shard=on_shard,
                 executor=_executor(executor, processes, ray_address),
+                seeds=seeds,
             )
         except KeyboardInterrupt:
             again = " ".join(shlex.quote(a) for a in sys.argv[1:])
@@ -345,5 +360,3 @@ def print_scan_summary(summary: dict[str, Any]) -> None:
         for name, count in summary["findings_by_bank"].items():
             banks.add_row(name, str(count))
         out.print(banks)
-
-

@@ -3,6 +3,7 @@ pass, then merges both into the run's findings, errors and summary."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections import Counter
@@ -12,7 +13,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.ipc
 
 from safeset import __version__
 from safeset.banks.store import BankInfo
@@ -42,13 +45,22 @@ def run_scan(
     on_start: Callable[[int, int], None] | None = None,
     on_shard: Callable[[ShardResult], None] | None = None,
     executor: Executor | None = None,
+    seeds: pa.Table | None = None,
 ) -> ScanOutcome:
-    """Scan every shard (on `executor`; by default `processes` local processes), then expand and merge."""
+    """Scan every shard (on `executor`; by default `processes` local processes), then expand and merge.
+
+    `seeds` are findings known before the scan (FINDINGS_SCHEMA: confirmed cases fed back from a case store): each
+    is kept only where this dataset has that key at that shard and row, counts as a finding of this run, and seeds
+    the expansion pass like the first pass's own matches."""
     started = datetime.now(UTC)
     scanner = ShardScanner(config)
     checked = scanner.check()
     read_images = bool(checked["read_images"])
+    shards = scanner.dataset.shards()
+    known = _seeds_in_dataset(scanner, shards, seeds) if seeds is not None else FINDINGS_SCHEMA.empty_table()
     fingerprint = config.fingerprint(scanner.all_banks)
+    if known.num_rows:
+        fingerprint["seeds"] = _table_digest(known)
     files = RunDir(run_dir)
     check_run_dir(run_dir, Path(config.dataset), resume)
     if files.run_json.exists():
@@ -65,7 +77,6 @@ def run_scan(
         private=True,
     )
 
-    shards = scanner.dataset.shards()
     done = {s.id for s in shards if files.shard_done(s.id)}
     todo = [s for s in shards if s.id not in done]
     if on_start:
@@ -76,10 +87,37 @@ def run_scan(
     for result in runner.map(task, todo, local):
         if on_shard:
             on_shard(result)
-    phase_one = _read_shard_tables(run_dir, shards)
+    first, errors, results = _read_shard_tables(run_dir, shards)
+    phase_one = (pa.concat_tables([first, known]), errors, results)
     expansions = run_expansions(scanner, run_dir, shards, phase_one[0], runner)
     summary = merge_run(run_dir, shards, scanner.banks, checked, started, phase_one, expansions, len(done))
     return ScanOutcome(summary, run_dir)
+
+
+def _seeds_in_dataset(scanner: ShardScanner, shards: list[ShardRef], seeds: pa.Table) -> pa.Table:
+    """The seeds whose key this dataset holds at their shard and row (metadata of those shards only is read)."""
+    seeds = seeds.cast(FINDINGS_SCHEMA)
+    by_shard = {shard.id: shard for shard in shards}
+    keep = np.zeros(seeds.num_rows, dtype=bool)
+    wanted: dict[str, dict[int, list[tuple[int, str]]]] = {}
+    for i, (shard, row, key) in enumerate(zip(*(seeds[c].to_pylist() for c in ("shard", "row", "key")), strict=True)):
+        if shard in by_shard and row is not None and row >= 0:
+            wanted.setdefault(shard, {}).setdefault(row, []).append((i, key))
+    for shard_id, rows in wanted.items():
+        for batch in scanner.dataset.iter_batches(by_shard[shard_id], 65536, read_images=False):
+            hits = np.flatnonzero(np.isin(batch.rows, np.fromiter(rows, dtype=np.int64)))
+            for position, key in zip(hits, batch.keys_at(hits), strict=True):
+                for index, seed_key in rows.get(int(batch.rows[position]), ()):
+                    keep[index] |= seed_key == key
+    return seeds.filter(pa.array(keep))
+
+
+def _table_digest(table: pa.Table) -> str:
+    """A digest of a table's content (its rows in order), for the run fingerprint."""
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return hashlib.sha256(sink.getvalue().to_pybytes()).hexdigest()
 
 
 def _read_shard_tables(run_dir: Path, shards: list[ShardRef]) -> tuple[pa.Table, pa.Table, list[dict[str, Any]]]:
