@@ -1,6 +1,6 @@
 """The audit loop end to end, on SQLite and on a real PostgreSQL server: scan → `cases import` → verify against
 local Arachnid Shield and HMA servers (hashes and URLs only) → confirmed cases seed a second scan, which finds their
-planted embedding neighbours → the hotline report holds exactly the confirmed cases → `clean` withholds them."""
+planted embedding neighbours → the hotline report holds exactly the confirmed cases → `clean` withholds them, and the store records it."""
 
 from __future__ import annotations
 
@@ -114,4 +114,8 @@ def test_candidates_verified_confirmed_seed_the_next_scan_and_are_withheld(
     kept = {k for f in sorted((tmp_path / "release").rglob("*.parquet")) for k in pq.read_table(f)["key"].to_pylist()}
     assert not {key_of(r) for r in CONFIRMED_ROWS} & kept
     assert expected <= kept
+    invoke("cases", "withheld", tmp_path / "run2", "--cases", store_url, "--who", "tester")
+    states = {key: c["state"] for c in listed_cases(store_url) for key in c["keys"]}
+    assert {states[key_of(r)] for r in CONFIRMED_ROWS} == {"withheld"}
+    assert states[key_of(UNCONFIRMED_ROW)] == "not-confirmed"
     invoke("cases", "verify-log", "--cases", store_url)

@@ -187,6 +187,43 @@ def cases_mark(
     )
 
 
+@cases_app.command("withheld")
+@friendly
+def cases_withheld(
+    run_dir: Annotated[Path, typer.Argument(help="The scan's run directory the release was made from.")],
+    cases: CasesOpt,
+    release: Annotated[
+        str | None, typer.Option("--release", help="Release id (a folder of RUN_DIR/releases/; default: the latest).")
+    ] = None,
+    who: WhoOpt = None,
+) -> None:
+    """Record that a release withheld the confirmed and reported cases it removed (state `withheld`)."""
+    import pyarrow.parquet as pq
+
+    from safeset.cases.model import CaseState
+    from safeset.rundir import RunDir
+
+    records = RunDir(run_dir).releases
+    chosen = (
+        release or max((p.name for p in records.iterdir() if p.is_dir()), default=None) if records.is_dir() else release
+    )
+    if chosen is None:
+        raise SafesetError(f"{run_dir} holds no release record; run `safeset clean` first")
+    removed_file = RunDir(run_dir).release_record(chosen) / "removed.parquet"
+    try:
+        removed = pq.read_table(removed_file, columns=["key"])["key"].to_pylist()
+    except (OSError, ValueError, KeyError) as exc:
+        raise SafesetError(f"{removed_file}: unreadable release record ({exc})") from None
+    store = _open(cases)
+    try:
+        views = store.get_cases(store.cases_for_keys(k for k in removed if k))
+        todo = [v.id for v in views if v.state in (CaseState.CONFIRMED, CaseState.REPORTED)]
+        store.transition(todo, CaseState.WITHHELD, _who(who), f"withheld in release {chosen}")
+    finally:
+        store.close()
+    out.print(f"{len(todo)} cases now withheld in release {chosen}", highlight=False, soft_wrap=True)
+
+
 @cases_app.command("report")
 @friendly
 def cases_report(
