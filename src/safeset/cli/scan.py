@@ -6,7 +6,6 @@ from __future__ import annotations
 import shlex
 import sys
 import time
-import tomllib
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -294,12 +293,9 @@ def _settings_from(ctx: typer.Context, policy: Path | None) -> dict[str, Any]:
     their defaults are not taken: the typed configuration's own defaults apply, whatever the help shows."""
     settings: dict[str, Any] = {}
     if policy is not None:
-        try:
-            settings = tomllib.loads(policy.read_text("utf-8"))
-        except OSError as exc:
-            raise SafesetError(f"{policy}: cannot read the policy file: {exc.strerror or exc}") from None
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise SafesetError(f"{policy}: not a valid TOML policy file: {exc}") from None
+        from safeset.scan.config import read_policy_file
+
+        settings = read_policy_file(policy)
     for name, setting in FLAG_SETTINGS.items():
         value = ctx.params[name]
         source = ctx.get_parameter_source(name)

@@ -114,13 +114,17 @@ def content_digest(path: Path) -> str | None:
 def load_policy(path: Path, **fixed: Any) -> ScanConfig:
     """A policy file (TOML) as a ScanConfig; `fixed` fields (the dataset, the bank directory) come from the
     command line. Unknown sections or keys, wrong types and bad values are one-line errors naming the file."""
+    return config_from_dict(read_policy_file(path), where=str(path), **fixed)
+
+
+def read_policy_file(path: Path) -> dict[str, Any]:
+    """A policy file's tables, not yet checked against the schema (flags may still be laid over them)."""
     try:
-        data = tomllib.loads(path.read_text("utf-8"))
+        return tomllib.loads(path.read_text("utf-8"))
     except OSError as exc:
         raise SafesetError(f"{path}: cannot read the policy file: {exc.strerror or exc}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise SafesetError(f"{path}: not a valid TOML policy file: {exc}") from None
-    return config_from_dict(data, where=str(path), **fixed)
 
 
 def config_from_dict(data: dict[str, Any], where: str = "policy", **fixed: Any) -> ScanConfig:

@@ -15,7 +15,6 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urljoin
 
 import httpx
 from arachnid_shield_sdk.api.client import DEFAULT_BASE_URL
@@ -29,7 +28,7 @@ from arachnid_shield_sdk.models.scanned_pdq import PDQMatch
 
 from safeset.errors import SafesetError
 from safeset.services.base import Outcome, Verdict, VerificationItem, register_service
-from safeset.services.http import HttpOptions, HttpTransport, ServiceError, json_of
+from safeset.services.http import HttpOptions, HttpService, ServiceError, json_of
 
 ENDPOINT_ENV = "ARACHNID_SHIELD_URL"
 USERNAME_ENV = "ARACHNID_SHIELD_USERNAME"
@@ -64,20 +63,17 @@ def _confirmed(classification: MediaClassification | str | None) -> bool:
     return classification is not None and MediaClassification(classification) != MediaClassification.NoKnownMatch
 
 
-class ArachnidShieldService:
+class ArachnidShieldService(HttpService):
     name = "arachnid"
 
+    label = "Arachnid Shield"
+
     def __init__(self, options: ArachnidOptions, sleep: Any = None) -> None:
+        super().__init__(options.endpoint, options.http, sleep)
         self.options = options
         self.max_batch = options.max_batch
-        self._sleep = sleep
-        self._transport: HttpTransport | None = None
 
     # --- what would be sent ------------------------------------------------------------------------------------
-    def _url(self, path: str) -> str:
-        base = self.options.endpoint if self.options.endpoint.endswith("/") else self.options.endpoint + "/"
-        return urljoin(base, path)
-
     def _plan(self, items: Sequence[VerificationItem]) -> tuple[list[list[VerificationItem]], list[VerificationItem]]:
         by_pdq = [item for item in items if item.pdq]
         by_url = [item for item in items if not item.pdq and item.url]
@@ -101,22 +97,12 @@ class ArachnidShieldService:
         return requests
 
     # --- sending -----------------------------------------------------------------------------------------------
-    def _client(self) -> HttpTransport:
-        if self._transport is None:
-            username = self.options.username or os.environ.get(USERNAME_ENV)
-            password = self.options.password or os.environ.get(PASSWORD_ENV)
-            if not username or not password:
-                raise SafesetError(f"Arachnid Shield needs credentials: set {USERNAME_ENV} and {PASSWORD_ENV}")
-            extra = {} if self._sleep is None else {"sleep": self._sleep}
-            self._transport = HttpTransport(
-                "Arachnid Shield", self.options.http, auth=httpx.BasicAuth(username, password), **extra
-            )
-        return self._transport
-
-    def close(self) -> None:
-        if self._transport is not None:
-            self._transport.close()
-            self._transport = None
+    def _transport_options(self) -> dict[str, Any]:
+        username = self.options.username or os.environ.get(USERNAME_ENV)
+        password = self.options.password or os.environ.get(PASSWORD_ENV)
+        if not username or not password:
+            raise SafesetError(f"Arachnid Shield needs credentials: set {USERNAME_ENV} and {PASSWORD_ENV}")
+        return {"auth": httpx.BasicAuth(username, password)}
 
     def verify(self, items: Sequence[VerificationItem]) -> list[Verdict]:
         verdicts: dict[int, Verdict] = {}

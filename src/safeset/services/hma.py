@@ -14,11 +14,10 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urljoin
 
 from safeset.errors import SafesetError
 from safeset.services.base import Outcome, Verdict, VerificationItem, register_service
-from safeset.services.http import HttpOptions, HttpTransport, ServiceError, json_of
+from safeset.services.http import HttpOptions, HttpService, ServiceError, json_of
 from safeset.signals.urls import ThreatExchangeUrl
 
 ENDPOINT_ENV = "HMA_URL"
@@ -58,18 +57,18 @@ class HmaOptions:
         )
 
 
-class HmaService:
+class HmaService(HttpService):
     name = "hma"
     max_batch = 1  # /m/lookup takes one signal per request
 
+    label = "HMA"
+
     def __init__(self, options: HmaOptions, sleep: Any = None) -> None:
+        super().__init__(options.endpoint, options.http, sleep)
         self.options = options
-        self._sleep = sleep
-        self._transport: HttpTransport | None = None
 
     def _lookup_url(self) -> str:
-        base = self.options.endpoint if self.options.endpoint.endswith("/") else self.options.endpoint + "/"
-        return urljoin(base, "m/lookup")
+        return self._url("m/lookup")
 
     def _signal(self, item: VerificationItem) -> tuple[str, str] | None:
         if item.pdq:
@@ -87,21 +86,13 @@ class HmaService:
                 requests.append({"method": "GET", "url": self._lookup_url(), "params": params})
         return requests
 
-    def _client(self) -> HttpTransport:
-        if self._transport is None:
-            headers = {}
-            if self.options.bearer_token:
-                headers["Authorization"] = f"Bearer {self.options.bearer_token}"
-            if self.options.auth_header:
-                headers[self.options.auth_header[0]] = self.options.auth_header[1]
-            extra = {} if self._sleep is None else {"sleep": self._sleep}
-            self._transport = HttpTransport("HMA", self.options.http, headers=headers, **extra)
-        return self._transport
-
-    def close(self) -> None:
-        if self._transport is not None:
-            self._transport.close()
-            self._transport = None
+    def _transport_options(self) -> dict[str, Any]:
+        headers = {}
+        if self.options.bearer_token:
+            headers["Authorization"] = f"Bearer {self.options.bearer_token}"
+        if self.options.auth_header:
+            headers[self.options.auth_header[0]] = self.options.auth_header[1]
+        return {"headers": headers}
 
     def verify(self, items: Sequence[VerificationItem]) -> list[Verdict]:
         return [self._verify_one(item) for item in items]

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urljoin
 
 import httpx
 
@@ -183,3 +184,34 @@ def json_of(response: httpx.Response, service: str) -> Any:
             f"{service}: malformed JSON in the answer to {response.request.method} {response.request.url.path} "
             f"(HTTP {response.status_code}): {exc}"
         ) from None
+
+
+class HttpService:
+    """What every adapter shares: its options' endpoint, one transport opened on first use (credentials are read
+    only then, so a dry run needs none) and closed with the adapter."""
+
+    label: str  # the service's name in messages
+
+    def __init__(self, endpoint: str, http: HttpOptions, sleep: Any = None) -> None:
+        self._endpoint = endpoint if endpoint.endswith("/") else endpoint + "/"
+        self._http = http
+        self._sleep = sleep
+        self._transport: HttpTransport | None = None
+
+    def _url(self, path: str) -> str:
+        return urljoin(self._endpoint, path)
+
+    def _transport_options(self) -> dict[str, Any]:
+        """Headers or auth of this service (reads credentials; raises SafesetError naming what is missing)."""
+        return {}
+
+    def _client(self) -> HttpTransport:
+        if self._transport is None:
+            extra = {} if self._sleep is None else {"sleep": self._sleep}
+            self._transport = HttpTransport(self.label, self._http, **self._transport_options(), **extra)
+        return self._transport
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+            self._transport = None

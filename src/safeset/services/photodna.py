@@ -14,11 +14,10 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urljoin
 
 from safeset.errors import SafesetError
 from safeset.services.base import Outcome, Verdict, VerificationItem, register_service
-from safeset.services.http import HttpOptions, HttpTransport, ServiceError, json_of
+from safeset.services.http import HttpOptions, HttpService, ServiceError, json_of
 
 ENDPOINT_ENV = "PHOTODNA_URL"
 KEY_ENV = "PHOTODNA_SUBSCRIPTION_KEY"
@@ -49,18 +48,18 @@ def _is_true(value: Any) -> bool:
     return value is True or (isinstance(value, str) and value.strip().lower() == "true")
 
 
-class PhotoDnaService:
+class PhotoDnaService(HttpService):
     name = "photodna"
     max_batch = 1  # Match takes one image per request
 
+    label = "PhotoDNA"
+
     def __init__(self, options: PhotoDnaOptions, sleep: Any = None) -> None:
+        super().__init__(options.endpoint, options.http, sleep)
         self.options = options
-        self._sleep = sleep
-        self._transport: HttpTransport | None = None
 
     def _match_url(self) -> str:
-        base = self.options.endpoint if self.options.endpoint.endswith("/") else self.options.endpoint + "/"
-        return urljoin(base, "Match")
+        return self._url("Match")
 
     @staticmethod
     def _body(url: str) -> dict[str, str]:
@@ -69,21 +68,11 @@ class PhotoDnaService:
     def requests_for(self, items: Sequence[VerificationItem]) -> list[dict[str, Any]]:
         return [{"method": "POST", "url": self._match_url(), "body": self._body(i.url)} for i in items if i.url]
 
-    def _client(self) -> HttpTransport:
-        if self._transport is None:
-            key = self.options.subscription_key or os.environ.get(KEY_ENV)
-            if not key:
-                raise SafesetError(f"PhotoDNA needs a subscription key: set {KEY_ENV}")
-            extra = {} if self._sleep is None else {"sleep": self._sleep}
-            self._transport = HttpTransport(
-                "PhotoDNA", self.options.http, headers={"Ocp-Apim-Subscription-Key": key}, **extra
-            )
-        return self._transport
-
-    def close(self) -> None:
-        if self._transport is not None:
-            self._transport.close()
-            self._transport = None
+    def _transport_options(self) -> dict[str, Any]:
+        key = self.options.subscription_key or os.environ.get(KEY_ENV)
+        if not key:
+            raise SafesetError(f"PhotoDNA needs a subscription key: set {KEY_ENV}")
+        return {"headers": {"Ocp-Apim-Subscription-Key": key}}
 
     def verify(self, items: Sequence[VerificationItem]) -> list[Verdict]:
         return [self._verify_one(item) for item in items]
