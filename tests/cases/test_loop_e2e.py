@@ -1,6 +1,7 @@
 """The audit loop end to end, on SQLite and on a real PostgreSQL server: scan → `cases import` → verify against
 local Arachnid Shield and HMA servers (hashes and URLs only) → confirmed cases seed a second scan, which finds their
-planted embedding neighbours → the hotline report holds exactly the confirmed cases → `clean` withholds them, and the store records it."""
+planted embedding neighbours → the hotline report holds exactly the confirmed cases → `clean` withholds them,
+and the store records it."""
 
 from __future__ import annotations
 
