@@ -265,6 +265,10 @@ def scan(
                 on_shard=on_shard,
                 executor=_executor(executor, processes, ray_address),
                 seeds=seeds,
+                on_pass=lambda name, items: progress.reset(
+                    task, total=items, completed=0, description=f"expansion: {name}"
+                ),
+                on_item=lambda: progress.advance(task),
             )
         except KeyboardInterrupt:
             again = " ".join(shlex.quote(a) for a in sys.argv[1:])

@@ -55,10 +55,14 @@ class _Numbered(Task):
         return lambda pair: (pair[0], worker(pair[1]))
 
 
-def map_in_order(executor: Executor, task: Task, items: Sequence[Any]) -> list[Any]:
+def map_in_order(
+    executor: Executor, task: Task, items: Sequence[Any], on_result: Callable[[], None] | None = None
+) -> list[Any]:
     """Every item's result, in the items' order, however the executor spread them: passes whose results are
-    combined (expansion) stay deterministic."""
+    combined (expansion) stay deterministic. `on_result` is called as each item completes (progress)."""
     results: list[Any] = [None] * len(items)
     for position, result in executor.map(_Numbered(task), list(enumerate(items))):
         results[position] = result
+        if on_result:
+            on_result()
     return results

@@ -46,6 +46,8 @@ def run_scan(
     on_shard: Callable[[ShardResult], None] | None = None,
     executor: Executor | None = None,
     seeds: pa.Table | None = None,
+    on_pass: Callable[[str, int], None] | None = None,
+    on_item: Callable[[], None] | None = None,
 ) -> ScanOutcome:
     """Scan every shard (on `executor`; by default `processes` local processes), then expand and merge.
 
@@ -89,7 +91,7 @@ def run_scan(
             on_shard(result)
     first, errors, results = _read_shard_tables(run_dir, shards)
     phase_one = (pa.concat_tables([first, known]), errors, results)
-    expansions = run_expansions(scanner, run_dir, shards, phase_one[0], runner)
+    expansions = run_expansions(scanner, run_dir, shards, phase_one[0], runner, on_pass, on_item)
     summary = merge_run(run_dir, shards, scanner.banks, checked, started, phase_one, expansions, len(done))
     return ScanOutcome(summary, run_dir)
 
@@ -137,21 +139,29 @@ def _read_shard_tables(run_dir: Path, shards: list[ShardRef]) -> tuple[pa.Table,
 
 
 def run_expansions(
-    scanner: ShardScanner, run_dir: Path, shards: list[ShardRef], seeds: pa.Table, executor: Executor | None = None
+    scanner: ShardScanner,
+    run_dir: Path,
+    shards: list[ShardRef],
+    seeds: pa.Table,
+    executor: Executor | None = None,
+    on_pass: Callable[[str, int], None] | None = None,
+    on_item: Callable[[], None] | None = None,
 ) -> pa.Table:
     """Second pass: each expander grows findings around the first pass's, its per-shard work on the executor;
-    always recomputed, so a resumed run gets the same expansion as an uninterrupted one."""
+    always recomputed, so a resumed run gets the same expansion as an uninterrupted one. `on_pass(name, items)`
+    announces each round of per-shard work, `on_item` reports each item done (progress bars)."""
     tables = [FINDINGS_SCHEMA.empty_table()]
     runner = executor or LocalExecutor(1)
-    context = ExpansionContext(
-        run_dir.resolve(),
-        scanner.dataset,
-        shards,
-        seeds,
-        scanner.config,
-        lambda task, items: map_in_order(runner, task, items),
-    )
+    current = [""]
+
+    def run_round(task: Any, items: Any) -> list[Any]:
+        if on_pass:
+            on_pass(current[0], len(items))
+        return map_in_order(runner, task, items, on_item)
+
+    context = ExpansionContext(run_dir.resolve(), scanner.dataset, shards, seeds, scanner.config, run_round)
     for expander in scanner.expanders:
+        current[0] = expander.name
         tables.append(expander.expand(context).cast(FINDINGS_SCHEMA))
     expanded = pa.concat_tables(tables)
     write_parquet(RunDir(run_dir).expansions, expanded, private=True)
