@@ -397,11 +397,33 @@ def clean(
         typer.Option(
             "--cover-ratio",
             min=0.0,
-            help="Also withhold this many random rows per flagged row, spread over the whole dataset, so that a "
-            "diff against the original does not list the flagged links.",
+            help="Deprecated (uniform covers are easily told apart; use --roadmap-bound): withhold this many random "
+            "rows per flagged row. Turns --roadmap-bound off.",
         ),
     ] = 0.0,
-    cover_seed: Annotated[int, typer.Option("--cover-seed", help="Seed for the cover rows (keep it private).")] = 0,
+    cover_seed: Annotated[
+        int, typer.Option("--cover-seed", help="Seed for the decoys or cover rows (keep it private).")
+    ] = 0,
+    roadmap_bound: Annotated[
+        float,
+        typer.Option(
+            "--roadmap-bound",
+            min=0.0,
+            max=1.0,
+            help="Withhold decoys matched to the removed rows (scores, domain, size, caption) so that at most this "
+            "share of withheld rows are true removals: (1-p)/p decoys each. 0 turns decoys off.",
+        ),
+    ] = 0.01,
+    manifest_dir: Annotated[
+        Path | None,
+        typer.Option("--manifest", help="New folder for the removal manifest copy-holders apply (`safeset apply`)."),
+    ] = None,
+    sign_key: Annotated[
+        Path | None, typer.Option("--sign-key", help="Sign the manifest with this ed25519 private key (PEM).")
+    ] = None,
+    hf: Annotated[
+        bool, typer.Option("--hf", help="Also write a Hugging Face dataset card (parquet datasets).")
+    ] = False,
     allow_failed_shards: Annotated[
         bool,
         typer.Option(
@@ -419,6 +441,11 @@ def clean(
     """
     from safeset.release.clean import clean_dataset
 
+    if cover_ratio > 0:
+        console.print("[yellow]--cover-ratio is deprecated: uniform covers are easily told apart; decoys are off[/]")
+        roadmap_bound = 0.0
+    if sign_key is not None and manifest_dir is None:
+        raise SafesetError("--sign-key signs the manifest: give --manifest too")
     with progress_bar() as progress:
         task = progress.add_task("writing release", total=None)
         manifest = clean_dataset(
@@ -426,15 +453,33 @@ def clean(
             run_dir,
             release,
             ReleasePolicy(
-                drop_review=drop_review, keep_errored=keep_errored, cover_ratio=cover_ratio, cover_seed=cover_seed
+                drop_review=drop_review,
+                keep_errored=keep_errored,
+                cover_ratio=cover_ratio,
+                cover_seed=cover_seed,
+                roadmap_bound=roadmap_bound,
             ),
             on_shard=lambda account: progress.advance(task),
             allow_failed_shards=allow_failed_shards,
+            manifest_dir=manifest_dir,
+            sign_key=sign_key,
         )
+    if hf:
+        from safeset.manifest.hf import write_hf_card
+
+        write_hf_card(release, {k: manifest[k] for k in ("rows_in", "rows_kept", "rows_removed", "rows_errored")})
     table = Table("rows in", "kept", "removed", "errored", title="release")
     table.add_row(*(str(manifest[k]) for k in ("rows_in", "rows_kept", "rows_removed", "rows_errored")))
     out.print(table)
     out.print(f"release: {release}   (removed keys and accounting: {manifest['record']}, private)")
+    if "roadmap" in manifest:
+        roadmap = manifest["roadmap"]
+        out.print(
+            f"roadmap bound {roadmap['roadmap_bound']}: achieved {roadmap['achieved_bound']} "
+            f"({roadmap['method']}); measure it with `safeset audit-roadmap {run_dir} {release}`"
+        )
+    if manifest.get("manifest"):
+        out.print(f"removal manifest: {manifest['manifest']}")
     if manifest["shards_failed"]:
         console.print(
             f"[yellow]{manifest['shards_failed']} shards failed in the scan and were withheld:[/] "
@@ -543,7 +588,7 @@ def print_scan_summary(summary: dict[str, Any]) -> None:
 
 
 #: Modules that add their own commands: each defines `register(app: typer.Typer) -> None`.
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = ("safeset.cli.apply",)
 
 for _module in COMMAND_MODULES:
     importlib.import_module(_module).register(app)
