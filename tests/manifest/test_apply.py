@@ -1,0 +1,126 @@
+"""A manifest made by `clean` removes exactly its rows from copies that kept different keys."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+
+from safeset.demo import DemoRow, write_webdataset
+from safeset.manifest import Manifest, apply_to_copy, apply_to_hf_dataset, apply_to_table, read_manifest
+from safeset.policy.actions import ReleasePolicy
+from safeset.release.clean import clean_dataset
+from tests.conftest import image_rows
+from tests.helpers import scan
+from tests.manifest.planted import write_planted
+
+
+@pytest.fixture
+def planted(tmp_path: Path) -> tuple[Manifest, pa.Table, set[str], Path]:
+    """A manifest of a planted parquet dataset's flagged rows (no decoys, so it lists exactly the planted rows)."""
+    dataset, banks, table, urls = write_planted(tmp_path / "ds", tmp_path)
+    scan(dataset, banks, tmp_path / "run")
+    clean_dataset(dataset, tmp_path / "run", tmp_path / "release", ReleasePolicy(), manifest_dir=tmp_path / "m")
+    return read_manifest(tmp_path / "m"), table, urls, dataset
+
+
+def _urls(table: pa.Table, column: str = "URL") -> list[str]:
+    return table[column].to_pylist()
+
+
+def test_manifest_lists_every_key_and_no_url_or_caption(planted: tuple[Manifest, pa.Table, set[str], Path]) -> None:
+    manifest, table, urls, _ = planted
+    assert manifest.table.num_rows == len(urls) == manifest.info["counts"]["rows_withheld"]
+    assert manifest.info["keys"] == [
+        "dataset_key", "sample_id", "laion_hash", "url_canonical_md5", "url_te_md5"
+    ]  # fmt: skip
+    raw = b"".join(p.read_bytes() for p in manifest.folder.iterdir())
+    for url in urls:
+        assert url.encode() not in raw
+    for row in table.filter(pc.is_in(table["URL"], value_set=pa.array(sorted(urls)))).to_pylist():
+        assert row["TEXT"].encode() not in raw
+    for path in manifest.folder.iterdir():
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_a_ten_percent_subset_with_other_columns(planted: tuple[Manifest, pa.Table, set[str], Path]) -> None:
+    manifest, table, urls, _ = planted
+    rng = np.random.default_rng(3)
+    subset = table.take(pa.array(np.sort(rng.choice(table.num_rows, table.num_rows // 10, replace=False))))
+    # The subset kept LAION's hash and the URL, dropped SAMPLE_ID and the caption, and added a column of its own.
+    subset = subset.select(["URL", "hash", "WIDTH"]).append_column("aesthetic", pa.array(np.ones(subset.num_rows)))
+    kept, report = apply_to_table(manifest, subset)
+    planted_here = [u for u in _urls(subset) if u in urls]
+    assert planted_here and not set(_urls(kept)) & urls
+    assert kept.num_rows == subset.num_rows - len(planted_here)
+    assert kept.column_names == subset.column_names
+    assert report.removed_by_key == {"laion_hash": len(planted_here)}
+    assert report.manifest_entries_not_in_copy == len(urls) - len(planted_here)
+
+
+def test_a_reordered_copy_on_disk(planted: tuple[Manifest, pa.Table, set[str], Path], tmp_path: Path) -> None:
+    manifest, table, urls, _ = planted
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    shuffled = table.take(pa.array(np.random.default_rng(5).permutation(table.num_rows)))
+    pq.write_table(shuffled.slice(0, 700), copy / "a.parquet")
+    pq.write_table(shuffled.slice(700), copy / "b.parquet")
+    report = apply_to_copy(manifest, copy, tmp_path / "cleaned")
+    cleaned = pa.concat_tables(pq.read_table(p) for p in sorted((tmp_path / "cleaned").glob("*.parquet")))
+    assert set(_urls(cleaned)) == set(_urls(table)) - urls and cleaned.num_rows == table.num_rows - len(urls)
+    assert cleaned.schema == table.schema
+    assert (report.rows_in, report.rows_removed, report.manifest_entries_not_in_copy) == (table.num_rows, len(urls), 0)
+    assert report.removed_by_key == {"dataset_key": len(urls)}  # SAMPLE_ID: a stable key, the best one
+
+
+def test_a_recaptioned_copy_matches_by_url(planted: tuple[Manifest, pa.Table, set[str], Path]) -> None:
+    manifest, table, urls, _ = planted
+    recaptioned = pa.table({"url": table["URL"], "caption": pa.array([f"new caption {i}" for i in range(len(table))])})
+    kept, report = apply_to_table(manifest, recaptioned)
+    assert set(_urls(kept, "url")) == set(_urls(table)) - urls
+    assert report.removed_by_key == {"url_canonical_md5": len(urls)}
+    assert report.keys_available == ["laion_hash", "url_canonical_md5", "url_te_md5"]  # the hash cannot match
+
+
+def test_a_hugging_face_dataset(planted: tuple[Manifest, pa.Table, set[str], Path]) -> None:
+    datasets = pytest.importorskip("datasets")
+    manifest, table, urls, _ = planted
+    dataset = datasets.Dataset(table.select(["SAMPLE_ID", "URL", "punsafe"]))
+    kept, report = apply_to_hf_dataset(manifest, dataset)
+    assert set(kept["URL"]) == set(_urls(table)) - urls and len(kept) == len(table) - len(urls)
+    assert report.removed_by_key == {"dataset_key": len(urls)}  # SAMPLE_ID keys both the dataset and the copy
+
+
+def _redownloaded(shards: list[list[DemoRow]]) -> list[list[DemoRow]]:
+    """Same images, fetched again: new positional keys (the old ones shifted onto other rows), other URLs and
+    captions, rows in another order."""
+    rows = [r for shard in shards for r in shard if r.image is not None][::-1]
+    out = []
+    for i, row in enumerate(rows):
+        out.append(DemoRow(key=f"{i // 12:05d}{i % 12:04d}", url=f"https://mirror.example.com/{i}.jpg",
+                           caption=f"re-downloaded {i}", image=row.image))  # fmt: skip
+    return [out[i : i + 12] for i in range(0, len(out), 12)]
+
+
+def test_a_redownloaded_webdataset_matches_by_content(
+    webdataset_dir: Path, md5_bank: tuple[Path, list[DemoRow]], demo_shards: list[list[DemoRow]], tmp_path: Path
+) -> None:
+    banks, known = md5_bank
+    scan(webdataset_dir, banks, tmp_path / "run")
+    clean_dataset(webdataset_dir, tmp_path / "run", tmp_path / "release", ReleasePolicy(), manifest_dir=tmp_path / "m")
+    manifest = read_manifest(tmp_path / "m")
+    copy_rows = _redownloaded(demo_shards)
+    write_webdataset(tmp_path / "copy", copy_rows, md5_column=False)
+    report = apply_to_copy(manifest, tmp_path / "copy", tmp_path / "cleaned")
+    known_images = {r.image for r in known}
+    expected = {r.key for shard in copy_rows for r in shard if r.image not in known_images}
+    cleaned_keys = {k for p in (tmp_path / "cleaned").glob("*.parquet") for k in pq.read_table(p)["key"].to_pylist()}
+    assert cleaned_keys == expected
+    assert report.rows_removed == len(known) and report.removed_by_key == {"image_sha256": len(known)}
+    assert report.manifest_entries_not_in_copy == 0
+    assert len(image_rows(copy_rows)) == report.rows_in
