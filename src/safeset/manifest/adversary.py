@@ -13,11 +13,14 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import pyarrow as pa
+from threadpoolctl import threadpool_limits
 
 from safeset.errors import SafesetError
 from safeset.manifest.features import feature_matrix
 
 TOP_SHARE = 0.01
+#: Fits on fewer withheld rows than this run on one thread.
+PARALLEL_FROM_ROWS = 100_000
 
 
 @dataclass(frozen=True)
@@ -37,9 +40,7 @@ class RoadmapAudit:
 
 def audit_withheld(features: pa.Table, is_true: np.ndarray, folds: int = 5, seed: int = 0) -> RoadmapAudit:
     """Cross-validated adversary over the withheld rows' features; `is_true` marks true removals."""
-    from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.metrics import roc_auc_score
-    from sklearn.model_selection import StratifiedKFold
 
     is_true = np.asarray(is_true, dtype=bool)
     positives, n = int(is_true.sum()), len(is_true)
@@ -50,16 +51,9 @@ def audit_withheld(features: pa.Table, is_true: np.ndarray, folds: int = 5, seed
     x, categorical = feature_matrix(features)
     folds = min(folds, positives, n - positives)
     scores = np.zeros(n)
-    if x.shape[1]:
-        cat = np.zeros(x.shape[1], dtype=bool)
-        cat[categorical] = True
-        splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-        for train, test in splitter.split(x, is_true):
-            model = HistGradientBoostingClassifier(
-                max_iter=200, learning_rate=0.1, categorical_features=cat if categorical else None, random_state=seed
-            )
-            model.fit(x[train], is_true[train])
-            scores[test] = model.predict_proba(x[test])[:, 1]
+    # OpenMP threads cost more than they give on small fits, and on a busy machine they thrash (25x slower).
+    with threadpool_limits(limits=1 if n < PARALLEL_FROM_ROWS else None, user_api="openmp"):
+        _cross_validate(x, categorical, is_true, folds, seed, scores)
     auc = float(roc_auc_score(is_true, scores))
     top = max(1, math.ceil(TOP_SHARE * n))
     # Ties broken at random, so a constant score earns chance precision rather than the rows' order.
@@ -74,3 +68,22 @@ def audit_withheld(features: pa.Table, is_true: np.ndarray, folds: int = 5, seed
         top_precision=float(is_true[order[:top]].mean()),
         folds=folds,
     )
+
+
+def _cross_validate(
+    x: np.ndarray, categorical: list[int], is_true: np.ndarray, folds: int, seed: int, scores: np.ndarray
+) -> None:
+    """Out-of-fold scores: every row scored by a model trained without it."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.model_selection import StratifiedKFold
+
+    if not x.shape[1]:
+        return
+    cat = np.zeros(x.shape[1], dtype=bool)
+    cat[categorical] = True
+    for train, test in StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed).split(x, is_true):
+        model = HistGradientBoostingClassifier(
+            max_iter=200, learning_rate=0.1, categorical_features=cat if categorical else None, random_state=seed
+        )
+        model.fit(x[train], is_true[train])
+        scores[test] = model.predict_proba(x[test])[:, 1]

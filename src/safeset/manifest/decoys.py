@@ -27,8 +27,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
+from threadpoolctl import threadpool_limits
 
 from safeset.manifest.features import MAX_DOMAIN_CATEGORIES, feature_matrix
+
+#: Rounds of nearest-anywhere filling at most (each takes what the previous one's overlaps left).
+FILL_ROUNDS = 20
 
 
 @dataclass(frozen=True)
@@ -84,8 +88,9 @@ def _nearest_unclaimed(
     if len(free) == 0 or len(seeds) == 0:
         return
     want = min(len(free), per_seed * 3 + 10)
-    index = NearestNeighbors(n_neighbors=want).fit(space[free])
-    _, neighbours = index.kneighbors(space[seeds])
+    with threadpool_limits(limits=1):  # small queries: threads only contend on a busy machine
+        index = NearestNeighbors(n_neighbors=want, n_jobs=1).fit(space[free])
+        _, neighbours = index.kneighbors(space[seeds])
     for i in np.random.default_rng([seed, 3]).permutation(len(seeds)):
         mine = free[neighbours[i]]
         mine = mine[~claimed[mine]][:per_seed]
@@ -126,11 +131,19 @@ def select_decoys(
                 continue  # the shared "other domains" code is no domain: matched globally below
             _nearest_unclaimed(space, seeds, np.flatnonzero(pool & (domain == code)), per_seed, claimed, options.seed)
     short = requested - int((claimed & pool).sum())
-    if short > 0:
-        # Rows of domains too small to hide their removals: nearest rows anywhere, as many as still wanted.
-        _nearest_unclaimed(
-            space, true_idx, np.flatnonzero(pool), max(1, -(-short // true_count)), claimed, options.seed
-        )
+    before = claimed.copy()
+    # Rows of domains too small to hide their removals: nearest rows anywhere, in rounds until enough are taken
+    # (neighbours of nearby removals overlap, so one round may fall short) or the pool is spent.
+    for _ in range(FILL_ROUNDS):
+        missing = requested - int((claimed & pool).sum())
+        if missing <= 0 or (claimed | ~pool).all():
+            break
+        _nearest_unclaimed(space, true_idx, np.flatnonzero(pool), -(-missing // true_count), claimed, options.seed)
+    extra = np.flatnonzero(claimed & ~before)
+    excess = int((claimed & pool).sum()) - requested
+    if short > 0 and excess > 0:
+        # Whole per-removal shares overshoot the shortfall: give back the surplus, chosen at random.
+        claimed[np.random.default_rng([options.seed, 4]).choice(extra, min(excess, len(extra)), replace=False)] = False
     decoys = claimed & pool
     return DecoyDraw(
         decoys, "nearest neighbours (same domain first)", requested, true_count / (true_count + int(decoys.sum()))

@@ -116,9 +116,9 @@ def read_manifest(folder: Path, verify_key: Path | None = None) -> Manifest:
         )
     signed = False
     if verify_key is not None:
+        public_key = load_public_key(verify_key)
         if not sig_path.is_file():
             raise SafesetError(f"{folder}: the manifest is not signed ({SIGNATURE_NAME} missing) but a key was given")
-        public_key = load_public_key(verify_key)
         from cryptography.exceptions import InvalidSignature
 
         try:
