@@ -64,6 +64,8 @@ def apply(
     from safeset.manifest import apply_to_copy, read_manifest
     from safeset.manifest.hf import write_hf_card
 
+    if hf and (copy.suffix == ".tar" or (copy.is_dir() and any(copy.rglob("*.tar")))):
+        raise SafesetError("--hf writes a dataset card for parquet copies; this one holds webdataset shards")
     manifest = read_manifest(manifest_dir, verify_key)
     columns = ColumnOptions(
         url_col=url_col,

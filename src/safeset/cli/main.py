@@ -446,6 +446,8 @@ def clean(
         roadmap_bound = 0.0
     if sign_key is not None and manifest_dir is None:
         raise SafesetError("--sign-key signs the manifest: give --manifest too")
+    if hf and (dataset.suffix == ".tar" or (dataset.is_dir() and any(dataset.rglob("*.tar")))):
+        raise SafesetError("--hf writes a dataset card for parquet datasets; this one holds webdataset shards")
     with progress_bar() as progress:
         task = progress.add_task("writing release", total=None)
         manifest = clean_dataset(
