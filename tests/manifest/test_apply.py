@@ -124,3 +124,38 @@ def test_a_redownloaded_webdataset_matches_by_content(
     assert report.rows_removed == len(known) and report.removed_by_key == {"image_sha256": len(known)}
     assert report.manifest_entries_not_in_copy == 0
     assert len(image_rows(copy_rows)) == report.rows_in
+
+
+def test_embedding_parts_stay_aligned(tmp_path: Path) -> None:
+    from safeset.manifest.format import write_manifest
+    from safeset.manifest.keys import MANIFEST_SCHEMA, url_digest_array
+    from tests.embed.layout import random_unit, write_laion_layout
+
+    rng = np.random.default_rng(0)
+    parts = [random_unit(30, 8, rng), random_unit(25, 8, rng)]
+    copy = write_laion_layout(tmp_path / "laion", parts)
+    metadata = pa.concat_tables(pq.read_table(p) for p in sorted((copy / "metadata").glob("*.parquet")))
+    withheld = metadata["URL"].to_pylist()[3::9]
+    n = len(withheld)
+    entries = {f.name: pa.nulls(n, f.type) for f in MANIFEST_SCHEMA}
+    entries["url_canonical_md5"] = url_digest_array(pa.array(withheld), "canonical")
+    write_manifest(
+        tmp_path / "m",
+        pa.table(entries, schema=MANIFEST_SCHEMA),
+        source_dataset_digest="0" * 64,
+        counts={"rows_withheld": n},
+        roadmap={},
+        key_column=None,
+    )
+    report = apply_to_copy(read_manifest(tmp_path / "m"), copy, tmp_path / "cleaned")
+    assert report.rows_removed == n and report.removed_by_key == {"url_canonical_md5": n}
+    original = {}
+    for number, part in enumerate(parts):
+        urls = pq.read_table(copy / "metadata" / f"metadata_{number:04d}.parquet")["URL"].to_pylist()
+        original.update(zip(urls, part, strict=True))
+    for number in range(len(parts)):
+        kept = pq.read_table(tmp_path / "cleaned" / "metadata" / f"metadata_{number:04d}.parquet")["URL"].to_pylist()
+        vectors = np.load(tmp_path / "cleaned" / "img_emb" / f"img_emb_{number:04d}.npy")
+        assert len(kept) == len(vectors) and not set(kept) & set(withheld)
+        expected = np.array([original[url] for url in kept]).astype(np.float16)
+        assert np.array_equal(vectors, expected)
