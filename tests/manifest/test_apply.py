@@ -90,8 +90,9 @@ def test_a_recaptioned_copy_matches_by_url(planted: tuple[Manifest, pa.Table, se
 def test_a_hugging_face_dataset(planted: tuple[Manifest, pa.Table, set[str], Path]) -> None:
     datasets = pytest.importorskip("datasets")
     manifest, table, urls, _ = planted
-    dataset = datasets.Dataset(table.select(["SAMPLE_ID", "URL", "punsafe"]))
+    dataset = datasets.Dataset(table.select(["SAMPLE_ID", "URL", "punsafe"])).shuffle(seed=1)
     kept, report = apply_to_hf_dataset(manifest, dataset)
+    assert kept["URL"] == [u for u in dataset["URL"] if u not in urls]  # the shuffled order, kept
     assert set(kept["URL"]) == set(_urls(table)) - urls and len(kept) == len(table) - len(urls)
     assert report.removed_by_key == {"dataset_key": len(urls)}  # SAMPLE_ID keys both the dataset and the copy
 

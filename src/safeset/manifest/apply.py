@@ -158,13 +158,20 @@ def apply_to_table(
 def apply_to_hf_dataset(
     manifest: Manifest, dataset: Any, columns: ColumnOptions | None = None
 ) -> tuple[Any, ApplyReport]:
-    """A Hugging Face `datasets.Dataset` without the manifest's rows (its Arrow table is matched in place)."""
-    table = dataset.data.table if hasattr(dataset.data, "table") else dataset.data
+    """A Hugging Face `datasets.Dataset` without the manifest's rows, matched batch by batch as Arrow tables in the
+    dataset's own row order (a shuffled or selected dataset included)."""
     columns = columns or ColumnOptions()
-    batch, key_column = table_batch(table, columns)
-    matcher = _Matcher(manifest, _trust_key(manifest, key_column, columns.key_col is not None))
-    drop = set(matcher.drop_rows(batch, key_column).tolist())
-    kept = dataset.select([i for i in range(len(dataset)) if i not in drop])
+    keep = np.ones(len(dataset), dtype=bool)
+    matcher: _Matcher | None = None
+    start = 0
+    for part in dataset.with_format("arrow").iter(batch_size=BATCH_ROWS):
+        batch, key_column = table_batch(part, columns)
+        if matcher is None:
+            matcher = _Matcher(manifest, _trust_key(manifest, key_column, columns.key_col is not None))
+        keep[start + matcher.drop_rows(batch, key_column)] = False
+        start += part.num_rows
+    matcher = matcher or _Matcher(manifest, False)
+    kept = dataset.select(np.flatnonzero(keep))
     return kept, matcher.report(len(dataset), len(kept), manifest.signed, 1)
 
 
