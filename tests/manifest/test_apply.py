@@ -12,6 +12,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from safeset.demo import DemoRow, write_webdataset
+from safeset.errors import SafesetError
+from safeset.io.columns import ColumnOptions
 from safeset.manifest import Manifest, apply_to_copy, apply_to_hf_dataset, apply_to_table, read_manifest
 from safeset.policy.actions import ReleasePolicy
 from safeset.release.clean import clean_dataset
@@ -160,3 +162,21 @@ def test_embedding_parts_stay_aligned(tmp_path: Path) -> None:
         assert len(kept) == len(vectors) and not set(kept) & set(withheld)
         expected = np.array([original[url] for url in kept]).astype(np.float16)
         assert np.array_equal(vectors, expected)
+
+
+def test_odd_key_types_in_a_copy_are_skipped_or_reinterpreted(
+    planted: tuple[Manifest, pa.Table, set[str], Path],
+) -> None:
+    manifest, table, urls, _ = planted
+    copy = pa.table(
+        {
+            "SAMPLE_ID": pc.cast(table["SAMPLE_ID"], pa.float64()),  # a float id is no key
+            "hash": pc.cast(table["hash"], pa.uint64(), safe=False),  # the same 64 bits, unsigned
+            "name": pa.array([f"n{i}" for i in range(table.num_rows)]),
+        }
+    )
+    with pytest.raises(SafesetError, match="column 'SAMPLE_ID' has type double"):
+        apply_to_table(manifest, copy)  # detected as the row key, and a float key is refused in one line
+    kept, report = apply_to_table(manifest, copy, ColumnOptions(key_col="name"))
+    assert kept.num_rows == table.num_rows - len(urls)
+    assert report.removed_by_key == {"laion_hash": len(urls)}

@@ -88,6 +88,13 @@ def url_digest_array(urls: pa.Array, form: str) -> pa.Array:
     return digest_array(digests, np.asarray(forms.is_valid().to_numpy(zero_copy_only=False), dtype=bool))
 
 
+def _is_key_type(t: pa.DataType) -> bool:
+    """A column usable as a key (a float or nested SAMPLE_ID in some copy is skipped, not trusted)."""
+    if pa.types.is_dictionary(t):
+        t = t.value_type
+    return pa.types.is_integer(t) or pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t)
+
+
 def _as_string(array: pa.Array) -> pa.Array:
     from safeset.io.columns import text_column
 
@@ -106,10 +113,11 @@ def batch_keys(batch: RowBatch, key_column: str | None, *, trust_key: bool) -> d
         keys["dataset_key"] = batch.keys
     if key_column == SAMPLE_ID_COLUMN and batch.keys is not None:
         keys["sample_id"] = batch.keys
-    elif SAMPLE_ID_COLUMN in batch.extra:
+    elif SAMPLE_ID_COLUMN in batch.extra and _is_key_type(batch.extra[SAMPLE_ID_COLUMN].type):
         keys["sample_id"] = _as_string(batch.extra[SAMPLE_ID_COLUMN])
     if LAION_HASH_COLUMN in batch.extra and pa.types.is_integer(batch.extra[LAION_HASH_COLUMN].type):
-        keys["laion_hash"] = pc.cast(batch.extra[LAION_HASH_COLUMN], pa.int64())
+        # Unchecked: a copy that stored the signed hash as uint64 holds the same 64 bits.
+        keys["laion_hash"] = pc.cast(batch.extra[LAION_HASH_COLUMN], pa.int64(), safe=False)
     elif batch.urls is not None and batch.captions is not None:
         keys["laion_hash"] = laion_hash_array(batch.urls, batch.captions)
     for algorithm, name in (("sha256", "image_sha256"), ("md5", "image_md5")):
