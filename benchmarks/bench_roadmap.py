@@ -8,7 +8,8 @@ as many uniform random covers, and the cross-validated adversary (`safeset.manif
 
     PYTHONPATH=src python benchmarks/bench_roadmap.py --rows 200000 --true 60 --bound 0.01
 
-Targets: decoys AUC ≤ 0.6 and top-1 % precision ≤ 3p; uniform covers AUC ≥ 0.9.
+Targets: decoys AUC ≤ 0.6 and top-1 % precision ≤ 3p; uniform covers AUC ≥ 0.9. A second, unsupervised adversary
+(`centroid_attack`: decoys are drawn around each removal, so rank rows by local density) is reported beside.
 """
 
 from __future__ import annotations
@@ -77,6 +78,26 @@ def planted_features(rows: int, true_count: int, seed: int = 0) -> tuple[pa.Tabl
     return table, is_true
 
 
+def centroid_attack(features: pa.Table, is_true: np.ndarray, neighbours: int = 5) -> dict[str, float]:
+    """An unsupervised adversary that knows decoys are drawn around each removal: it ranks withheld rows by local
+    density (mean distance to their nearest withheld rows, features as ranks), so cluster centres come first."""
+    from sklearn.metrics import roc_auc_score
+    from sklearn.neighbors import NearestNeighbors
+
+    from safeset.manifest.decoys import _quantiles
+    from safeset.manifest.features import feature_matrix
+
+    x, categorical = feature_matrix(features)
+    space = _quantiles(x[:, [j for j in range(x.shape[1]) if j not in categorical]])
+    distances, _ = NearestNeighbors(n_neighbors=neighbours + 1).fit(space).kneighbors(space)
+    score = -distances[:, 1:].mean(axis=1)
+    top = np.argsort(-score, kind="stable")[: max(1, int(np.ceil(0.01 * len(score))))]
+    return {
+        "auc": round(float(roc_auc_score(is_true, score)), 6),
+        "top_precision": round(float(is_true[top].mean()), 6),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=200_000)
@@ -103,6 +124,7 @@ def main() -> None:
         "decoy_selection_seconds": round(decoy_seconds, 2),
         "matched_decoys": matched.as_dict(),
         "uniform_covers": covers.as_dict(),
+        "matched_decoys_centroid_attack": centroid_attack(features.filter(pa.array(withheld)), is_true[withheld]),
         "targets": {
             "decoys_auc_le_0.6": matched.auc <= 0.6,
             "decoys_top1_precision_le_3p": matched.top_precision <= 3 * args.bound,
