@@ -338,7 +338,7 @@ def test_webdataset_scan_and_clean(wds_dataset: Path, served: Served, banks: Pat
     _check_findings(_findings(run), served, keys, {"image bytes", "metadata column md5"})
 
     release = tmp_path / "release"
-    _cli("clean", str(wds_dataset), str(run), "--out", str(release))
+    _cli("clean", str(wds_dataset), str(run), "--out", str(release), "--roadmap-bound", "0")  # exact counts: no decoys
     assert _layout(release) == _layout(wds_dataset)
     assert {p.name for p in release.iterdir()} - {p.name for p in wds_dataset.iterdir()} == {"_safeset"}
     _check_release_manifest(
@@ -399,7 +399,7 @@ def test_parquet_output_scan_and_clean(parquet_dataset: Path, served: Served, ba
     _check_findings(_findings(run), served, keys, {"image bytes", "metadata column md5"})
 
     release = tmp_path / "release"
-    _cli("clean", str(parquet_dataset), str(run), "--out", str(release))
+    _cli("clean", str(parquet_dataset), str(run), "--out", str(release), "--roadmap-bound", "0")
     assert _layout(release) == _layout(parquet_dataset)
     _check_release_manifest(release, {n: t.num_rows for n, t in source_tables.items()}, len(served.flagged_ids))
 
@@ -431,7 +431,7 @@ def test_reencoded_webdataset_matches_only_by_metadata_column(
     _check_findings(_findings(run), served, keys, {"metadata column md5"})
 
     release = tmp_path / "release"
-    _cli("clean", str(wds_reencoded), str(run), "--out", str(release))
+    _cli("clean", str(wds_reencoded), str(run), "--out", str(release), "--roadmap-bound", "0")
     source_tables = _shard_tables(wds_reencoded)
     _check_release_manifest(
         release,

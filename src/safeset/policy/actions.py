@@ -68,7 +68,10 @@ class ReleasePolicy:
     # whole dataset, are withheld per flagged row, so that a diff of release and original does not simply
     # list the flagged links (LAION buried its ~2 k removals among millions of filter removals the same way).
     cover_ratio: float = 0.0
-    cover_seed: int = 0
+    cover_seed: int = 0  # seed of the cover rows and of the decoys
+    # Withhold decoys matched to the true removals (safeset.manifest.decoys) so that at most this share of withheld
+    # rows are true removals: (1 - p)/p decoys per removal. 0 = off (then `cover_ratio` applies, if set).
+    roadmap_bound: float = 0.01
 
     def drops(self, action: Action) -> bool:
         return action in (Action.REMOVE, Action.EXCLUDE) or (self.drop_review and action is Action.REVIEW)

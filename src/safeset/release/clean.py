@@ -82,9 +82,13 @@ def clean_dataset(
     policy: ReleasePolicy | None = None,
     on_shard: Callable[[ShardAccount], None] | None = None,
     allow_failed_shards: bool = False,
+    manifest_dir: Path | None = None,
+    sign_key: Path | None = None,
 ) -> dict[str, Any]:
     """Write the release to `out` (published atomically) and its private record under RUN_DIR/releases/<id>/.
 
+    With `policy.roadmap_bound`, decoys matched to the true removals are withheld too (`safeset.manifest.decoys`);
+    with `manifest_dir`, the withheld rows are listed there by every key a copy may keep (`safeset.manifest`).
     Returns the full accounting; `shards_failed` counts shards withheld because the scan could not read them.
     """
     policy = policy or ReleasePolicy()
@@ -97,6 +101,12 @@ def clean_dataset(
     if Path(config.get("dataset", "")).resolve() != dataset.resolve():
         raise SafesetError(f"{run_dir} is a scan of {config.get('dataset')}, not of {dataset}")
     _check_out(out, dataset)
+    if manifest_dir is not None:
+        from safeset.manifest.format import check_new_folder
+
+        if is_inside_dataset(manifest_dir.resolve(), dataset):
+            raise SafesetError("the manifest must be written outside the dataset folder")
+        check_new_folder(manifest_dir)
 
     fmt = open_dataset(dataset, config["input_format"], ColumnOptions(**config["columns"]))
     fmt.max_member_bytes = int(config.get("max_member_bytes", fmt.max_member_bytes))  # what the scan could read
@@ -114,6 +124,10 @@ def clean_dataset(
     release_id = new_release_id()
     staging = out.parent / f".{out.name}.staging-{release_id}"
     cover_rate = _cover_rate(policy, summary, findings)
+    decoy_plan = None
+    if policy.roadmap_bound > 0:
+        decoy_plan = _plan_decoys(dataset, config, fmt, per_shard, findings_by_shard, errors_by_shard, policy)
+    withheld_by_shard: dict[str, set[int]] = {}
     accounts: list[ShardAccount] = []
     removed_parts: list[pa.Table] = []
     try:
@@ -140,6 +154,8 @@ def clean_dataset(
                     cover_rate,
                     staging,
                     run_dir,
+                    decoy_plan.rows_by_shard.get(shard.id, []) if decoy_plan is not None else None,
+                    withheld_by_shard.setdefault(shard.id, set()),
                 )
                 if removed is not None:
                     removed_parts.append(removed)
@@ -159,6 +175,7 @@ def clean_dataset(
         if totals["rows_in"] != totals["rows_kept"] + totals["rows_removed"] + totals["rows_errored"]:
             raise AccountingError(f"totals do not reconcile: {totals}; nothing was released")
         failed = [a.shard for a in accounts if a.note]
+        roadmap = decoy_plan.summary if decoy_plan is not None else None
         manifest = {
             **totals,
             "release_id": release_id,
@@ -171,13 +188,25 @@ def clean_dataset(
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
             "safeset_version": __version__,
         }
+        if roadmap is not None:
+            manifest["roadmap"] = roadmap
         # Counts only; kept under _safeset/ so img2dataset's "*.json means finished shard" rule ignores it.
         write_json(staging / "_safeset" / "release.json", _public_manifest(manifest))
         record = _write_record(run_dir, release_id, manifest, removed_parts)
         try:
+            if decoy_plan is not None:
+                from safeset.manifest.release import WITHHELD_NAME
+
+                write_parquet(record / WITHHELD_NAME, decoy_plan.withheld, private=True)
+            if manifest_dir is not None:
+                manifest["manifest"] = _write_removal_manifest(
+                    dataset, config, summary, withheld_by_shard, manifest_dir, sign_key, roadmap, policy
+                )
             _publish(staging, out)
         except BaseException:
             shutil.rmtree(record, ignore_errors=True)
+            if manifest_dir is not None and manifest_dir.is_dir():
+                shutil.rmtree(manifest_dir, ignore_errors=True)
             raise
     except BaseException as exc:
         shutil.rmtree(staging, ignore_errors=True)
@@ -231,15 +260,21 @@ def _clean_shard(
     cover_rate: float,
     staging: Path,
     run_dir: Path,
+    decoy_rows: list[int] | None = None,
+    withheld: set[int] | None = None,
 ) -> tuple[ShardAccount, pa.Table | None]:
-    row_actions: dict[int, list[str]] = {}
-    for row, action in zip(mine["row"].to_pylist(), mine["action"].to_pylist(), strict=True):
-        row_actions.setdefault(row, []).append(action)
-    removed_rows = sorted(r for r, acts in row_actions.items() if policy.drops(_strongest_action(acts)))
+    actions = _row_actions(mine)
+    removed_rows = sorted(r for r, action in actions.items() if policy.drops(action))
     errored_rows = sorted(set(my_errors["row"].to_pylist()) - set(removed_rows))
     dropped = removed_rows + ([] if policy.keep_errored else errored_rows)
-    cover_rows = _cover_rows(shard.id, result["rows_in"], cover_rate, policy.cover_seed, set(dropped))
+    if decoy_rows is not None:
+        taken = set(dropped)
+        cover_rows = sorted(r for r in decoy_rows if r not in taken)
+    else:
+        cover_rows = _cover_rows(shard.id, result["rows_in"], cover_rate, policy.cover_seed, set(dropped))
     dropped += cover_rows
+    if withheld is not None:
+        withheld.update(removed_rows, cover_rows)
     drop = np.array(sorted(dropped), dtype=np.int64)
     drop = _positions_by_key(fmt, shard, drop, mine, my_errors)
     members_path = shard_file(run_dir, shard.id, ".members.parquet")
@@ -260,6 +295,89 @@ def _clean_shard(
         keyed = mine.filter(pc.is_in(mine["row"], value_set=pa.array(removed_rows, type=pa.int64())))
         removed = keyed.select(list(REMOVED_COLUMNS))
     return account, removed
+
+
+def _row_actions(findings: pa.Table) -> dict[int, Action]:
+    """The strongest action of each flagged row."""
+    row_actions: dict[int, list[str]] = {}
+    for row, action in zip(findings["row"].to_pylist(), findings["action"].to_pylist(), strict=True):
+        row_actions.setdefault(row, []).append(action)
+    return {row: _strongest_action(acts) for row, acts in row_actions.items()}
+
+
+def _plan_decoys(
+    dataset: Path,
+    config: dict[str, Any],
+    fmt: DatasetFormat,
+    per_shard: dict[str, dict[str, Any]],
+    findings_by_shard: dict[str, pa.Table],
+    errors_by_shard: dict[str, pa.Table],
+    policy: ReleasePolicy,
+):  # type: ignore[no-untyped-def]
+    """Decoys for the rows removed as known or suspected abuse (not opt-outs: those are no roadmap to anything)."""
+    from safeset.manifest.decoys import DecoyOptions
+    from safeset.manifest.release import plan_decoys
+
+    sensitive: dict[str, set[int]] = {}
+    excluded: dict[str, set[int]] = {}
+    shards = []
+    for shard in fmt.shards():
+        result = per_shard.get(shard.id)
+        if result is None or result["error"]:
+            continue  # failed shards are withheld whole; the loop below refuses unknown ones
+        shards.append(shard)
+        actions = _row_actions(findings_by_shard[shard.id]) if shard.id in findings_by_shard else {}
+        sensitive[shard.id] = {r for r, a in actions.items() if policy.drops(a) and a is not Action.EXCLUDE}
+        excluded[shard.id] = {r for r, a in actions.items() if a is Action.EXCLUDE}
+        if shard.id in errors_by_shard:
+            excluded[shard.id] |= set(errors_by_shard[shard.id]["row"].to_pylist())
+    return plan_decoys(
+        dataset,
+        config["input_format"],
+        ColumnOptions(**config["columns"]),
+        sensitive,
+        excluded,
+        shards,
+        DecoyOptions(roadmap_bound=policy.roadmap_bound, seed=policy.cover_seed),
+        max_member_bytes=fmt.max_member_bytes,
+    )
+
+
+def _write_removal_manifest(
+    dataset: Path,
+    config: dict[str, Any],
+    summary: dict[str, Any],
+    withheld_by_shard: dict[str, set[int]],
+    manifest_dir: Path,
+    sign_key: Path | None,
+    roadmap: dict[str, Any] | None,
+    policy: ReleasePolicy,
+) -> str:
+    from safeset.manifest.format import dataset_digest, write_manifest
+    from safeset.manifest.release import manifest_table
+
+    table, key_column = manifest_table(
+        dataset,
+        config["input_format"],
+        ColumnOptions(**config["columns"]),
+        withheld_by_shard,
+        max_member_bytes=int(config.get("max_member_bytes", 0)) or None,
+    )
+    pins = [{"shard": s["shard"], "pins": s.get("pins")} for s in summary["shards"]]
+    withheld = sum(len(rows) for rows in withheld_by_shard.values())
+    bound = roadmap or {"roadmap_bound": None, "method": "uniform covers" if policy.cover_ratio else "none"}
+    # Counts that do not say how many of the withheld rows are decoys.
+    public_roadmap = {k: v for k, v in bound.items() if k in ("roadmap_bound", "achieved_bound", "method")}
+    write_manifest(
+        manifest_dir,
+        table,
+        source_dataset_digest=dataset_digest(pins),
+        counts={"rows_withheld": withheld},
+        roadmap=public_roadmap,
+        key_column=key_column,
+        sign_key=sign_key,
+    )
+    return str(manifest_dir)
 
 
 def _positions_by_key(
@@ -344,6 +462,8 @@ def _public_manifest(manifest: dict[str, Any]) -> dict[str, Any]:
             "release_id",
             "failed_shards_allowed",
             "members_withheld",
+            "roadmap",
+            "manifest",
         )
     }
     public["shards"] = [
