@@ -83,7 +83,8 @@ def main(base: Path = Path("demo-output")) -> None:
     run("bank", "list", "--banks", str(banks))
     run("scan", str(dataset), "--banks", str(banks), "--out", str(run_dir), "--expand", "duplicate")
     # A real release hides its removals among (1-p)/p matched decoys (default p = 0.01); 120 rows are too few for
-    # that, so the demo asks for p = 0.8 (about one matched decoy per removal) and writes the manifest copy-holders apply.
+    # that, so the demo asks for p = 0.8 (about one matched decoy per removal) and writes the manifest that
+    # copy-holders apply.
     run("clean", str(dataset), str(run_dir), "--out", str(release), "--roadmap-bound", "0.8",
         "--manifest", str(release.parent / "manifest"))  # fmt: skip
     console.print(f"\n[bold green]demo done[/]: findings in {run_dir}/findings.parquet, release in {release}")
