@@ -1,5 +1,6 @@
 """Executors spread the work differently but must give identical results: every pass (the scan of shards, the
-copy and neighbour searches of the expansion pass) in this process, in a local pool and on a local Ray cluster."""
+copy and neighbour searches of the expansion pass, the release) in this process, in a local pool and on a local
+Ray cluster."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from safeset.banks.store import BankStore
 from safeset.demo import demo_rows, write_webdataset
 from safeset.exec.base import Executor
 from safeset.exec.local import LocalExecutor
+from safeset.policy.actions import ReleasePolicy
+from safeset.release.clean import clean_dataset
 from safeset.scan.config import config_from_dict
 from safeset.scan.driver import run_scan
 from tests.conftest import image_rows, write_list
@@ -60,6 +63,14 @@ def _same_outputs(a: Path, b: Path) -> None:
         assert (a / name).read_bytes() == (b / name).read_bytes(), name
 
 
+def _release(dataset: Path, run: Path, out: Path, executor: Executor) -> dict[str, bytes]:
+    """Every file of the release but its public record (which names the release id and time), by path."""
+    clean_dataset(dataset, run, out, ReleasePolicy(), executor=executor)
+    files = {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+    assert files.pop("_safeset/release.json")
+    return files
+
+
 COPIES = {"expanders": ["duplicate"]}
 NEIGHBOURS = {"expanders": ["neighbor"], "neighbor": {"threshold": 0.85, "top_k": 2, "hops": 2}}
 
@@ -77,6 +88,9 @@ def test_local_pool_matches_one_process(
             one["rows_flagged"] == pool["rows_flagged"] and one["findings_by_detector"] == pool["findings_by_detector"]
         )
         _same_outputs(tmp_path / f"{name}-one", tmp_path / f"{name}-pool")
+        released = _release(dataset, tmp_path / f"{name}-one", tmp_path / f"{name}-rel-one", LocalExecutor(1))
+        assert released == _release(dataset, tmp_path / f"{name}-pool", tmp_path / f"{name}-rel-pool", LocalExecutor(2))
+        assert len(released) > 1
     assert one["findings_by_detector"].get("neighbor", 0) > 0  # the expansion pass did find something
 
 
@@ -97,6 +111,8 @@ def test_ray_executor_matches_local(
         distributed = run_scan(
             config, tmp_path / "ray", executor=executor, on_shard=lambda r: seen.append(r.shard)
         ).summary
+        released = _release(dataset, tmp_path / "local", tmp_path / "rel-local", LocalExecutor(1))
+        assert released == _release(dataset, tmp_path / "ray", tmp_path / "rel-ray", executor)
         dataset, banks = laion_and_banks
         _run(dataset, banks, tmp_path / "nn-local", LocalExecutor(1), NEIGHBOURS)
         _run(dataset, banks, tmp_path / "nn-ray", executor, NEIGHBOURS)

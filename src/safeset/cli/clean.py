@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from safeset.cli.common import console, friendly, out, progress_bar
+from safeset.cli.common import console, executor_for, friendly, out, progress_bar
 from safeset.errors import SafesetError
 from safeset.policy.actions import ReleasePolicy
 from safeset.rundir import RunDir, load_json
@@ -62,6 +62,11 @@ def clean(
     hf: Annotated[
         bool, typer.Option("--hf", help="Also write a Hugging Face dataset card (parquet datasets).")
     ] = False,
+    processes: Annotated[int, typer.Option("--processes", min=1, help="Shards written in parallel.")] = 1,
+    executor: Annotated[
+        str, typer.Option("--executor", help="local (this machine, --processes) or ray (a Ray cluster).")
+    ] = "local",
+    ray_address: Annotated[str | None, typer.Option("--ray-address", help="Ray cluster address.")] = None,
     allow_failed_shards: Annotated[
         bool,
         typer.Option(
@@ -90,7 +95,8 @@ def clean(
             run_dir,
             release,
             _release_policy(ctx, run_dir),
-            on_shard=lambda account: progress.advance(task),
+            on_item=lambda: progress.advance(task),
+            executor=executor_for(executor, processes, ray_address),
             allow_failed_shards=allow_failed_shards,
             manifest_dir=manifest_dir,
             sign_key=sign_key,

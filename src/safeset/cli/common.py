@@ -58,3 +58,16 @@ def progress_bar() -> Progress:
         transient=True,
         disable=not sys.stderr.isatty(),
     )
+
+
+def executor_for(name: str, processes: int, ray_address: str | None) -> Any:
+    """The executor `--executor NAME --processes N [--ray-address A]` means (Ray imported only when chosen)."""
+    from safeset.registry import EXECUTORS, executor_class
+
+    if name not in EXECUTORS:
+        raise SafesetError(f"unknown executor {name!r}; choose {' or '.join(EXECUTORS)}")
+    if name == "local":
+        if ray_address:
+            raise SafesetError("--ray-address goes with --executor ray")
+        return executor_class(name)(processes)
+    return executor_class(name)(address=ray_address, num_cpus=processes if processes > 1 else None)

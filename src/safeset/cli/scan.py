@@ -13,12 +13,11 @@ import typer
 from rich.table import Table
 
 from safeset.banks.store import BankStore
-from safeset.cli.common import console, friendly, out, progress_bar
+from safeset.cli.common import console, executor_for, friendly, out, progress_bar
 from safeset.errors import SafesetError
 from safeset.expansion.options import NeighborOptions
 from safeset.io.base import DEFAULT_MAX_MEMBER_BYTES
 from safeset.kinds.pdq.options import PdqOptions
-from safeset.registry import EXECUTORS, executor_class
 from safeset.signals.images import DEFAULT_MAX_PIXELS
 
 #: Flag (parameter name) -> the policy-file setting it overrides (section.key).
@@ -263,7 +262,7 @@ def scan(
                 resume=resume,
                 on_start=on_start,
                 on_shard=on_shard,
-                executor=_executor(executor, processes, ray_address),
+                executor=executor_for(executor, processes, ray_address),
                 seeds=seeds,
                 on_pass=lambda name, items: progress.reset(
                     task, total=items, completed=0, description=f"expansion: {name}"
@@ -317,16 +316,6 @@ def _settings_from(ctx: typer.Context, policy: Path | None) -> dict[str, Any]:
                 raise SafesetError(f"{policy}: {section} must be a table")
         target[key] = list(value) if isinstance(value, tuple | list) else value
     return settings
-
-
-def _executor(name: str, processes: int, ray_address: str | None) -> Any:
-    if name not in EXECUTORS:
-        raise SafesetError(f"unknown executor {name!r}; choose {' or '.join(EXECUTORS)}")
-    if name == "local":
-        if ray_address:
-            raise SafesetError("--ray-address goes with --executor ray")
-        return executor_class(name)(processes)
-    return executor_class(name)(address=ray_address, num_cpus=processes if processes > 1 else None)
 
 
 def print_scan_summary(summary: dict[str, Any]) -> None:

@@ -33,6 +33,8 @@ import pyarrow.compute as pc
 
 from safeset import __version__
 from safeset.errors import InputError, SafesetError
+from safeset.exec.base import Executor, Task, map_in_order
+from safeset.exec.local import LocalExecutor
 from safeset.findings import ERRORS_SCHEMA, FINDINGS_SCHEMA, split_by_shard
 from safeset.fsutil import disk_full, make_private_dir, write_json, write_parquet
 from safeset.io.base import DatasetFormat, ShardRef
@@ -84,12 +86,16 @@ def clean_dataset(
     allow_failed_shards: bool = False,
     manifest_dir: Path | None = None,
     sign_key: Path | None = None,
+    executor: Executor | None = None,
+    on_item: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
     """Write the release to `out` (published atomically) and its private record under RUN_DIR/releases/<id>/.
 
     With `policy.roadmap_bound`, decoys matched to the true removals are withheld too (`safeset.manifest.decoys`);
     with `manifest_dir`, the withheld rows are listed there by every key a copy may keep (`safeset.manifest`).
     Returns the full accounting; `shards_failed` counts shards withheld because the scan could not read them.
+    Shards are written on `executor` (default: this process); `on_item` reports each one written (progress),
+    `on_shard` each shard's account, in shard order, once all are written.
     """
     policy = policy or ReleasePolicy()
     summary_path = run_dir / "summary.json"
@@ -132,6 +138,8 @@ def clean_dataset(
     removed_parts: list[pa.Table] = []
     try:
         staging.mkdir(parents=True)
+        # Failed shards are accounted here; every other shard is one item of the release task, on the executor.
+        planned: list[ShardAccount | _ShardWork] = []
         for shard in fmt.shards():
             result = per_shard.get(shard.id)
             if result is None:
@@ -140,28 +148,40 @@ def clean_dataset(
                 )
             if result["error"]:
                 # A shard that could not be read is withheld whole, and all of it counts as errored.
-                account = ShardAccount(shard.id, result["rows_in"], 0, 0, result["rows_in"], note=result["error"])
+                planned.append(ShardAccount(shard.id, result["rows_in"], 0, 0, result["rows_in"], note=result["error"]))
             else:
-                _check_pins(fmt, shard, result)
-                mine = findings_by_shard.get(shard.id, empty_findings)
-                account, removed = _clean_shard(
-                    fmt,
-                    shard,
-                    result,
-                    mine,
-                    errors_by_shard.get(shard.id, empty_errors),
-                    policy,
-                    cover_rate,
-                    staging,
-                    run_dir,
-                    decoy_plan.rows_by_shard.get(shard.id, []) if decoy_plan is not None else None,
-                    withheld_by_shard.setdefault(shard.id, set()),
+                planned.append(
+                    _ShardWork(
+                        shard,
+                        result,
+                        findings_by_shard.get(shard.id, empty_findings),
+                        errors_by_shard.get(shard.id, empty_errors),
+                        decoy_plan.rows_by_shard.get(shard.id, []) if decoy_plan is not None else None,
+                    )
                 )
+        task = _ReleaseTask(
+            str(dataset.resolve()),
+            config["input_format"],
+            ColumnOptions(**config["columns"]),
+            fmt.max_member_bytes,
+            str(run_dir.resolve()),
+            str(staging.resolve()),
+            policy,
+            cover_rate,
+        )
+        work = [item for item in planned if isinstance(item, _ShardWork)]
+        done = iter(map_in_order(executor or LocalExecutor(1), task, work, on_result=on_item))
+        for item in planned:
+            if isinstance(item, ShardAccount):
+                account = item
+            else:
+                account, removed, withheld = next(done)
+                withheld_by_shard[account.shard] = withheld
                 if removed is not None:
                     removed_parts.append(removed)
             if account.rows_in != account.rows_kept + account.rows_removed + account.rows_errored:
                 raise AccountingError(
-                    f"shard {shard.id}: rows in {account.rows_in} != kept {account.rows_kept} + removed "
+                    f"shard {account.shard}: rows in {account.rows_in} != kept {account.rows_kept} + removed "
                     f"{account.rows_removed} + errored {account.rows_errored}; nothing was released"
                 )
             accounts.append(account)
@@ -221,6 +241,59 @@ def clean_dataset(
         raise
     manifest["record"] = str(record)
     return manifest
+
+
+@dataclass
+class _ShardWork:
+    """One shard's part of a release: what the scan found in it."""
+
+    shard: ShardRef
+    result: dict[str, Any]
+    findings: pa.Table
+    errors: pa.Table
+    decoy_rows: list[int] | None
+
+
+@dataclass(frozen=True)
+class _ReleaseTask(Task):
+    """Writing the release as an executor task: item = a shard's `_ShardWork`, result = (its account, its removed
+    rows' findings, the rows it withheld). Every worker writes its shards' files into the same staging folder."""
+
+    dataset: str
+    input_format: str
+    columns: ColumnOptions
+    max_member_bytes: int
+    run_dir: str
+    staging: str
+    policy: ReleasePolicy
+    cover_rate: float
+
+    def cache_key(self) -> str:
+        return f"release-{self.staging}"
+
+    def open(self) -> Callable[[_ShardWork], tuple[ShardAccount, pa.Table | None, set[int]]]:
+        fmt = open_dataset(Path(self.dataset), self.input_format, self.columns)
+        fmt.max_member_bytes = self.max_member_bytes
+
+        def release_shard(work: _ShardWork) -> tuple[ShardAccount, pa.Table | None, set[int]]:
+            _check_pins(fmt, work.shard, work.result)
+            withheld: set[int] = set()
+            account, removed = _clean_shard(
+                fmt,
+                work.shard,
+                work.result,
+                work.findings,
+                work.errors,
+                self.policy,
+                self.cover_rate,
+                Path(self.staging),
+                Path(self.run_dir),
+                work.decoy_rows,
+                withheld,
+            )
+            return account, removed, withheld
+
+        return release_shard
 
 
 def _check_out(out: Path, dataset: Path) -> None:
