@@ -50,7 +50,7 @@ def run_scan(
     read_images = bool(checked["read_images"])
     fingerprint = config.fingerprint(scanner.all_banks)
     files = RunDir(run_dir)
-    check_run_dir(run_dir, Path(config.dataset), resume)
+    check_run_dir(run_dir, scanner.dataset.location or Path(str(config.dataset)), resume)
     if files.run_json.exists():
         previous = load_json(files.run_json, "run record").get("fingerprint")
         if previous != fingerprint:
