@@ -112,10 +112,14 @@ def _remote_path(spec: str) -> UPath:
     except ImportError as exc:  # pragma: no cover - a runtime dependency
         raise SafesetError(f"{spec}: reading remote datasets needs universal-pathlib ({exc})") from None
     try:
+        import fsspec
+
+        fsspec.get_filesystem_class(scheme_of(spec))  # an unknown protocol would otherwise pass as a local name
         return UPath(spec)
     except (ImportError, ValueError) as exc:
         # fsspec names the package a protocol needs (s3fs, gcsfs, huggingface_hub).
-        raise SafesetError(f"{spec}: no filesystem for this URL: {exc}") from None
+        extra = " (pip install 'safeset[remote]')" if scheme_of(spec) in ("s3", "s3a") else ""
+        raise SafesetError(f"{spec}: no filesystem for this URL: {exc}{extra}") from None
 
 
 def remote_call(spec: Any, what: str, call: Any, *args: Any, **kwargs: Any) -> Any:
