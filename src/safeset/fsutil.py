@@ -64,12 +64,14 @@ def write_parquet(path: Path, table: pa.Table, private: bool = False) -> None:
 
 def file_pin(path: Path, chunk: int = 1 << 22) -> dict[str, object]:
     """Size and xxh3-128 content digest of a file: what a scan pins of each shard file so that `clean` can
-    refuse a shard that changed since (xxh3 runs at memory speed, far faster than the scan itself)."""
+    refuse a shard that changed since (xxh3 runs at memory speed, far faster than the scan itself).
+
+    `path` may also be a remote `UPath` (io/location.py): its bytes are streamed through the same digest."""
     import xxhash
 
     digest = xxhash.xxh3_128()
     size = 0
-    with open(path, "rb") as handle:
+    with path.open("rb") as handle:
         while block := handle.read(chunk):
             digest.update(block)
             size += len(block)

@@ -31,6 +31,7 @@ import pyarrow as pa
 from safeset.errors import InputError, SafesetError
 from safeset.fsutil import file_pin, read_parquet
 from safeset.io.base import DatasetFormat, ShardRef
+from safeset.io.location import DatasetLocation, is_local
 
 SHARDS_FOLDER = "shards"
 RELEASES_FOLDER = "releases"
@@ -91,17 +92,23 @@ def shard_file_stem(shard_id: str) -> str:
 
 
 def pin_shard(dataset: DatasetFormat, shard: ShardRef) -> list[dict[str, Any]]:
-    """Size and content digest of every file the shard is read from, keyed by path relative to the dataset."""
+    """Size and content digest of every file the shard is read from, keyed by path relative to the dataset
+    (remote files are streamed through the digest the same way)."""
     pins = []
     for path in dataset.shard_files(shard):
         try:
-            relative = path.relative_to(dataset.base_dir).as_posix()
+            relative = dataset.relative_name(path)
         except ValueError:
             relative = str(path)
         try:
             pins.append({"file": relative, **file_pin(path)})
         except OSError as exc:
             raise InputError(f"cannot be read: {exc.strerror or exc}", path) from exc
+        except Exception as exc:
+            if is_local(path):
+                raise
+            # A remote backend's own error (botocore's, say): the shard cannot be read, named in one line.
+            raise InputError(f"cannot be read: {exc or type(exc).__name__}", path) from exc
     return pins
 
 
@@ -115,19 +122,23 @@ def is_plain_file(path: Path) -> bool:
     return not path.is_symlink() and path.is_file()
 
 
-def is_inside_dataset(folder: Path, dataset: Path) -> bool:
+def is_inside_dataset(folder: Path, dataset: Path | DatasetLocation) -> bool:
     """Whether an output folder would mix with the dataset: the dataset itself, inside it, or (for a one-file
-    dataset) the folder holding it."""
+    dataset) the folder holding it. For a location of several entries or globs, any local folder it covers; a
+    remote dataset never holds a local folder."""
+    if isinstance(dataset, DatasetLocation):
+        return any(is_inside_dataset(folder, base) for base in dataset.bases if is_local(base))
     target, data = folder.resolve(), dataset.resolve()
     return target == data or data in target.parents or (data.is_file() and target == data.parent)
 
 
-def check_run_dir(run_dir: Path, dataset: Path, resume: bool) -> None:
+def check_run_dir(run_dir: Path, dataset: Path | DatasetLocation, resume: bool) -> None:
     """`--out` must be new, empty, or a safeset run to resume; never the dataset or inside it, where a resumed
     scan would read its own outputs as data."""
     target = run_dir.resolve()
     if is_inside_dataset(target, dataset):
-        raise SafesetError(f"--out {run_dir} is inside the dataset {dataset}; choose a folder outside it")
+        where = dataset.describe() if isinstance(dataset, DatasetLocation) else dataset
+        raise SafesetError(f"--out {run_dir} is inside the dataset {where}; choose a folder outside it")
     if target.exists() and not target.is_dir():
         raise SafesetError(f"--out {run_dir} exists and is not a folder")
     if not target.is_dir():

@@ -160,7 +160,7 @@ def _dataset_facts(run_dir: Path, wanted: dict[str, set[int]], facts: dict[tuple
         key_col=columns.get("key_col"),
         hash_cols=tuple(tuple(pair) for pair in columns.get("hash_cols") or ()),  # type: ignore[misc]
     )
-    dataset = open_dataset(Path(config["dataset"]), config.get("input_format", "auto"), options)
+    dataset = open_dataset(config["dataset"], config.get("input_format", "auto"), options)
     dataset.read_captions = False
     refs = {ref.id: ref for ref in dataset.shards()}
     for shard, rows in wanted.items():

@@ -23,7 +23,9 @@ def register(app: typer.Typer) -> None:
 @friendly
 def clean(
     ctx: typer.Context,
-    dataset: Annotated[Path, typer.Argument(help="The dataset that was scanned.")],
+    dataset: Annotated[
+        list[str], typer.Argument(help="The dataset that was scanned (as given to scan: paths, globs or URLs).")
+    ],
     run_dir: Annotated[Path, typer.Argument(help="The scan's run directory.")],
     release: Annotated[Path, typer.Option("--out", help="New folder for the cleaned release.")],
     drop_review: Annotated[bool, typer.Option("--drop-review", help="Also drop rows flagged only for review.")] = False,
@@ -86,12 +88,15 @@ def clean(
 
     if sign_key is not None and manifest_dir is None:
         raise SafesetError("--sign-key signs the manifest: give --manifest too")
-    if hf and (dataset.suffix == ".tar" or (dataset.is_dir() and any(dataset.rglob("*.tar")))):
+    local = Path(dataset[0]) if len(dataset) == 1 and "://" not in dataset[0] else None
+    if hf and local is None:
+        raise SafesetError("--hf writes a dataset card beside one local parquet dataset's release")
+    if hf and (local.suffix == ".tar" or (local.is_dir() and any(local.rglob("*.tar")))):
         raise SafesetError("--hf writes a dataset card for parquet datasets; this one holds webdataset shards")
     with progress_bar() as progress:
         task = progress.add_task("writing release", total=None)
         manifest = clean_dataset(
-            dataset,
+            dataset if len(dataset) > 1 else dataset[0],
             run_dir,
             release,
             _release_policy(ctx, run_dir),

@@ -17,6 +17,7 @@ from safeset.cli.common import console, executor_for, friendly, out, progress_ba
 from safeset.errors import SafesetError
 from safeset.expansion.options import NeighborOptions
 from safeset.io.base import DEFAULT_MAX_MEMBER_BYTES
+from safeset.io.location import config_dataset
 from safeset.kinds.pdq.options import PdqOptions
 from safeset.signals.images import DEFAULT_MAX_PIXELS
 
@@ -68,7 +69,14 @@ def register(app: typer.Typer) -> None:
 @friendly
 def scan(
     ctx: typer.Context,
-    dataset: Annotated[Path, typer.Argument(help="Dataset folder or file.")],
+    dataset: Annotated[
+        list[str],
+        typer.Argument(
+            help="Dataset folder or file; a glob ('data/*.parquet'); a URL (s3://bucket/prefix, gs://, hf://, any "
+            "fsspec filesystem; credentials from the environment); or several of these.",
+            show_default=False,
+        ),
+    ],
     banks: Annotated[Path, typer.Option("--banks", help="Bank directory.")],
     run_dir: Annotated[Path, typer.Option("--out", help="Run directory for findings and summary.")],
     bank: Annotated[list[str] | None, typer.Option("--bank", help="Use only these banks (repeatable).")] = None,
@@ -229,7 +237,7 @@ def scan(
     from safeset.scan.driver import run_scan
 
     config = config_from_dict(
-        settings, where=str(policy) if policy else "options", dataset=str(dataset), banks_dir=str(banks)
+        settings, where=str(policy) if policy else "options", dataset=config_dataset(dataset), banks_dir=str(banks)
     )
     seeds = None
     if seeds_from is not None:

@@ -46,7 +46,7 @@ def read_row_signals(run_dir: Path, shard: ShardRef) -> pa.Table:
 
 def open_scanned_dataset(config: Any) -> DatasetFormat:
     """The dataset as the scan read it, opened again in a worker of the expansion pass."""
-    return open_dataset(Path(config.dataset), config.input_format, config.columns)
+    return open_dataset(config.dataset, config.input_format, config.columns)
 
 
 class Expander(ABC):

@@ -6,13 +6,14 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import pyarrow as pa
 
 from safeset.io.batch import RowBatch
 from safeset.io.columns import ColumnOptions
+from safeset.io.location import DatasetLocation, is_local, list_files, relative_id
 
 #: Generous: web images are far smaller, and a 100-megapixel PNG (the default pixel limit) fits.
 DEFAULT_MAX_MEMBER_BYTES = 512 * 1024 * 1024
@@ -20,10 +21,11 @@ DEFAULT_MAX_MEMBER_BYTES = 512 * 1024 * 1024
 
 @dataclass(frozen=True)
 class ShardRef:
-    """One shard: `id` is its path relative to the dataset root (stable across runs, used in findings)."""
+    """One shard: `id` is its path relative to the dataset root (stable across runs, used in findings); `path` is
+    a local `Path` or, on a remote filesystem, a `UPath` (see io/location.py)."""
 
     id: str
-    path: Path
+    path: Any
 
 
 @dataclass
@@ -36,12 +38,19 @@ class ShardWriteResult:
 
 
 class DatasetFormat(ABC):
-    """A dataset as it is stored on disk, read shard by shard in bounded memory."""
+    """A dataset as it is stored on disk (or on a remote filesystem), read shard by shard in bounded memory.
+
+    `root` is a folder or a one-file dataset; `files`, when given (globs, several paths), are the files chosen
+    under `root`, and only they are read.
+    """
 
     name: ClassVar[str]
 
-    def __init__(self, root: Path, columns: ColumnOptions | None = None) -> None:
+    def __init__(self, root: Any, columns: ColumnOptions | None = None, files: tuple[Any, ...] | None = None) -> None:
         self.root = root
+        self.files = files
+        # Set by `open_dataset`: the resolved location (which local folders an output must stay out of).
+        self.location: DatasetLocation | None = None
         self.columns = columns or ColumnOptions()
         # Set by the scan: caption columns are long, and skipping them when no matcher reads captions
         # takes a large share off a metadata-only scan's parquet reading.
@@ -88,12 +97,37 @@ class DatasetFormat(ABC):
         """
 
     @property
-    def base_dir(self) -> Path:
+    def local(self) -> bool:
+        return is_local(self.root)
+
+    def files_with_suffix(self, suffix: str) -> list[Any]:
+        """The dataset's files ending in `suffix`, sorted: the chosen ones, the one file given, or all under root."""
+        if self.files is not None:
+            return [f for f in self.files if f.name.endswith(suffix)]
+        if self.root.is_file():
+            return [self.root]
+        return list_files(self.root, suffix)
+
+    def shard_refs(self, suffix: str) -> list[ShardRef]:
+        """One shard per file ending in `suffix`, its id the path relative to the root (the name, for one file)."""
+        if self.files is None and self.root.is_file():
+            return [ShardRef(self.root.name, self.root)]
+        return [ShardRef(relative_id(p, self.root), p) for p in self.files_with_suffix(suffix)]
+
+    @property
+    def base_dir(self) -> Any:
         """The folder shard files are named relative to (the dataset, or the folder of a one-file dataset)."""
+        if self.files is not None:
+            return self.root
         return self.root if self.root.is_dir() else self.root.parent
 
-    def relative_out(self, shard: ShardRef, out_root: Path, path: Path) -> Path:
-        target = out_root / path.relative_to(self.base_dir)
+    def relative_name(self, path: Any) -> str:
+        """A dataset file's name relative to `base_dir` ('/'-separated): in pins and in a release."""
+        return relative_id(path, self.base_dir)
+
+    def relative_out(self, shard: ShardRef, out_root: Path, path: Any) -> Path:
+        """Where a dataset file goes in a release: always on local disk, at the same relative path."""
+        target = out_root / self.relative_name(path)
         target.parent.mkdir(parents=True, exist_ok=True)
         return target
 

@@ -29,11 +29,14 @@ import pyarrow.parquet as pq
 from safeset.errors import ColumnError, InputError, SafesetError
 from safeset.io.base import DEFAULT_MAX_MEMBER_BYTES, DatasetFormat, ShardRef
 from safeset.io.batch import EMBEDDING_DTYPES
+from safeset.io.location import is_local, open_binary, parquet_source
 from safeset.io.parquet import PARQUET_ERRORS
 
 EMBEDDING_COLUMN_CANDIDATES = ("img_emb", "image_embedding", "embedding", "clip_embedding", "emb")
 EMBEDDING_MEMBER_CANDIDATES = ("npy", "img_emb.npy", "emb.npy", "embedding.npy")
 _FIRST_NUMBER = re.compile(r"\d+")
+#: Rows read at a time from a remote `.npy` (which cannot be memory-mapped): bounds memory, not the row count.
+REMOTE_BLOCK_ROWS = 16384
 
 
 @dataclass
@@ -71,12 +74,14 @@ def shard_number(path: Path) -> int | None:
 
 
 class NpyVectors(ShardVectors):
-    """A memory-mapped N × d `.npy` array; the header is read without touching the data."""
+    """A memory-mapped N × d `.npy` array; the header is read without touching the data. A remote array is read
+    by byte range instead, a block of rows at a time."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._remote: io.BufferedIOBase | None = None
         try:
-            with open(path, "rb") as handle:
+            with open_binary(path) as handle:
                 version = np.lib.format.read_magic(handle)
                 if version == (1, 0):
                     shape, fortran_order, dtype = np.lib.format.read_array_header_1_0(handle)
@@ -114,11 +119,38 @@ class NpyVectors(ShardVectors):
                 )
         return self._array
 
+    def _read_rows(self, lo: int, hi: int) -> np.ndarray:
+        """Rows lo..hi-1 of a remote array, by one ranged read."""
+        row_bytes = self.dim * self.dtype.itemsize
+        if self._remote is None:
+            self._remote = open_binary(self.path)  # type: ignore[assignment]
+        assert self._remote is not None
+        try:
+            self._remote.seek(self._offset + lo * row_bytes)
+            data = self._remote.read((hi - lo) * row_bytes)
+        except OSError as exc:
+            raise InputError(f"unreadable .npy rows {lo}-{hi - 1}: {exc}", self.path) from exc
+        if len(data) != (hi - lo) * row_bytes:
+            raise InputError(f"truncated .npy: rows {lo}-{hi - 1} cannot be read", self.path)
+        return np.frombuffer(data, dtype=self.dtype).reshape(hi - lo, self.dim)
+
+    def _take_remote(self, rows: np.ndarray) -> np.ndarray:
+        out = np.empty((len(rows), self.dim), dtype=self.dtype)
+        blocks = rows // REMOTE_BLOCK_ROWS
+        for block in np.unique(blocks):
+            lo = int(block) * REMOTE_BLOCK_ROWS
+            mine = blocks == block
+            part = self._read_rows(lo, min(lo + REMOTE_BLOCK_ROWS, self.count, int(rows[mine].max()) + 1))
+            out[mine] = part[rows[mine] - lo]
+        return out
+
     def take(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         rows = np.asarray(rows, dtype=np.int64)
-        array = self.array()
         if len(rows) and (rows.min() < 0 or rows.max() >= self.count):
             raise InputError(f"row {int(rows.max())} asked for, but the array has {self.count} rows", self.path)
+        if not is_local(self.path):
+            return self._take_remote(rows), np.ones(len(rows), dtype=bool)
+        array = self.array()
         if len(rows) and rows[-1] - rows[0] + 1 == len(rows) and np.all(np.diff(rows) == 1):
             vectors = np.array(array[rows[0] : rows[-1] + 1])  # a contiguous run: one slice copy
         else:
@@ -126,6 +158,11 @@ class NpyVectors(ShardVectors):
         return vectors, np.ones(len(rows), dtype=bool)
 
     def blocks(self, block_rows: int) -> Iterator[VectorBlock]:
+        if not is_local(self.path):
+            for lo in range(0, self.count, block_rows):
+                hi = min(lo + block_rows, self.count)
+                yield VectorBlock(np.arange(lo, hi, dtype=np.int64), self._read_rows(lo, hi))
+            return
         array = self.array()
         row_bytes = self.dim * self.dtype.itemsize
         for lo in range(0, self.count, block_rows):
@@ -185,7 +222,7 @@ class ParquetColumnVectors(ShardVectors):
         self.path = path
         self.column = column
         try:
-            self._file = pq.ParquetFile(path)
+            self._file = pq.ParquetFile(parquet_source(path))
         except PARQUET_ERRORS as exc:
             raise InputError(f"unreadable parquet: {exc}", path) from exc
         schema = self._file.schema_arrow
@@ -469,12 +506,12 @@ def open_embeddings(
         return TarMemberSource(dataset, (member,) if member else EMBEDDING_MEMBER_CANDIDATES)
     shards = dataset.shards()
     if shards and shards[0].path.suffix == ".parquet":
-        names = pq.read_schema(shards[0].path).names
+        schema = pq.read_schema(parquet_source(shards[0].path))
+        names = schema.names
         if column is not None:
             if column not in names:
                 raise ColumnError(shards[0].path, column, names)
             return ParquetColumnSource(column)
-        schema = pq.read_schema(shards[0].path)
         lists = [c for c in EMBEDDING_COLUMN_CANDIDATES if c in names and _is_float_list(schema.field(c).type)]
         found = lists[0] if lists else None
         if found:

@@ -18,6 +18,7 @@ from safeset.errors import InputError
 from safeset.fsutil import atomic_path
 from safeset.io.base import ShardRef, ShardWriteResult
 from safeset.io.embeddings import NpyVectors, shard_number
+from safeset.io.location import relative_id
 from safeset.io.parquet import ParquetDataset
 
 METADATA_FOLDER = "metadata"
@@ -34,12 +35,12 @@ class LaionEmbeddingDataset(ParquetDataset):
     name: ClassVar[str] = "laion-embeddings"
 
     @property
-    def embedding_folder(self) -> Path:
+    def embedding_folder(self) -> Path:  # a UPath for a remote dataset
         return self.root / IMAGE_EMBEDDING_FOLDER
 
     def shards(self) -> list[ShardRef]:
         files = sorted(p for p in (self.root / METADATA_FOLDER).glob("*.parquet") if p.is_file())
-        return [ShardRef(p.relative_to(self.root).as_posix(), p) for p in files]
+        return [ShardRef(relative_id(p, self.root), p) for p in files]
 
     def check(self) -> dict[str, object]:
         if not self.shards():
@@ -71,7 +72,7 @@ class LaionEmbeddingDataset(ParquetDataset):
                 raise InputError(
                     f"{written} rows written from the embeddings but {result.rows_written} from {shard.path}", part
                 )
-            result.files.append(part.relative_to(self.root).as_posix())
+            result.files.append(self.relative_name(part))
         return result
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import pyarrow as pa
@@ -26,6 +26,7 @@ from safeset.fsutil import atomic_path
 from safeset.io.base import DatasetFormat, ShardRef, ShardWriteResult
 from safeset.io.batch import RowBatch
 from safeset.io.columns import ColumnMap, check_column_types, resolve_columns, text_column
+from safeset.io.location import parquet_source
 from safeset.io.stats import stats_path_for, write_cleaned_stats
 
 PARQUET_ERRORS = (OSError, pa.ArrowException, ValueError)
@@ -42,10 +43,11 @@ def _binary_columns(schema: pa.Schema) -> set[str]:
     return {f.name for f in schema if pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type)}
 
 
-def open_parquet(path: Path) -> pq.ParquetFile:
-    """Open a parquet file for streaming (no pre-buffering); an unreadable footer or schema is an InputError."""
+def open_parquet(path: Any) -> pq.ParquetFile:
+    """Open a parquet file for streaming (no pre-buffering); an unreadable footer or schema is an InputError.
+    A remote file is read through its fsspec file object, in ranged reads of the same bounded size."""
     try:
-        parquet = pq.ParquetFile(path, pre_buffer=False, buffer_size=READ_BUFFER_BYTES)
+        parquet = pq.ParquetFile(parquet_source(path), pre_buffer=False, buffer_size=READ_BUFFER_BYTES)
         parquet.schema_arrow  # noqa: B018 - converting the schema is where some damaged footers fail
     except PARQUET_ERRORS as exc:
         raise InputError(f"unreadable parquet: {exc}", path) from exc
@@ -62,10 +64,7 @@ class ParquetDataset(DatasetFormat):
     name: ClassVar[str] = "parquet"
 
     def shards(self) -> list[ShardRef]:
-        if self.root.is_file():
-            return [ShardRef(self.root.name, self.root)]
-        files = sorted(p for p in self.root.rglob("*.parquet") if p.is_file())
-        return [ShardRef(p.relative_to(self.root).as_posix(), p) for p in files]
+        return self.shard_refs(".parquet")
 
     def _open(self, shard: ShardRef) -> pq.ParquetFile:
         return open_parquet(shard.path)

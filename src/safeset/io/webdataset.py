@@ -48,10 +48,11 @@ import pyarrow.parquet as pq
 import xxhash
 
 from safeset.errors import ColumnError, InputError
-from safeset.fsutil import atomic_path, read_parquet
+from safeset.fsutil import atomic_path
 from safeset.io.base import DatasetFormat, ShardRef, ShardWriteResult
 from safeset.io.batch import EMBEDDING_DTYPES, MEMBERS_SCHEMA, RowBatch
 from safeset.io.columns import ColumnMap, check_column_types, resolve_columns, text_column
+from safeset.io.location import open_binary, parquet_source
 from safeset.io.parquet import PARQUET_ERRORS, _binary_columns
 from safeset.io.stats import read_stats, stats_count, stats_path_for, write_cleaned_stats
 
@@ -403,7 +404,7 @@ def plan_tar(
 def _open_tar(path: Path) -> tuple[BinaryIO, tarfile.TarFile]:
     """The shard's file and its archive over it (the data pass reads members by offset from the same file)."""
     try:
-        handle = open(path, "rb")  # noqa: SIM115 - the caller closes it, after the archive
+        handle = open_binary(path)  # the caller closes it, after the archive
     except OSError as exc:
         raise InputError(f"unreadable tar: {exc.strerror or exc}", path) from exc
     try:
@@ -418,7 +419,7 @@ def count_tar_samples(path: Path) -> int | None:
     keys: set[str] = set()
     last_header = -1
     try:
-        with tarfile.open(path, mode="r:", tarinfo=FastTarInfo) as archive:
+        with open_binary(path) as handle, tarfile.open(fileobj=handle, mode="r:", tarinfo=FastTarInfo) as archive:
             for member in archive:
                 archive.members = []
                 if member.offset <= last_header:
@@ -426,9 +427,19 @@ def count_tar_samples(path: Path) -> int | None:
                 last_header = member.offset
                 if member.isfile():
                     keys.add(member_key(member.name, ()))
-    except (*TAR_ERRORS, ValueError):
+    except (*TAR_ERRORS, ValueError, InputError):
         pass
     return len(keys) or None
+
+
+def read_schema(path: Path) -> pa.Schema:
+    """A parquet file's schema (local or remote, see io/location.py)."""
+    return pq.read_schema(parquet_source(path))
+
+
+def read_table(path: Path, columns: list[str] | None = None) -> pa.Table:
+    """A whole parquet file (a sidecar: ~10 k rows), local or remote."""
+    return pq.ParquetFile(parquet_source(path)).read(columns=columns)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -668,10 +679,7 @@ class WebDatasetShards(DatasetFormat):
     name: ClassVar[str] = "webdataset"
 
     def shards(self) -> list[ShardRef]:
-        if self.root.is_file():
-            return [ShardRef(self.root.name, self.root)]
-        files = sorted(p for p in self.root.rglob("*.tar") if p.is_file())
-        return [ShardRef(p.relative_to(self.root).as_posix(), p) for p in files]
+        return self.shard_refs(".tar")
 
     @staticmethod
     def sidecar(shard: ShardRef) -> Path:
@@ -700,7 +708,7 @@ class WebDatasetShards(DatasetFormat):
             if not self._has_sidecar(shard):
                 continue
             try:
-                schema = pq.read_schema(self.sidecar(shard))
+                schema = read_schema(self.sidecar(shard))
             except PARQUET_ERRORS:
                 continue
             cmap = self._sidecar_columns(self.sidecar(shard), schema)
@@ -721,7 +729,7 @@ class WebDatasetShards(DatasetFormat):
             return None
         path = self.sidecar(shard)
         try:
-            schema = pq.read_schema(path)
+            schema = read_schema(path)
         except PARQUET_ERRORS as exc:
             raise InputError(f"unreadable sidecar parquet: {exc}", path) from exc
         try:
@@ -735,7 +743,7 @@ class WebDatasetShards(DatasetFormat):
         if "status" in schema.names and "status" not in columns:
             columns.append("status")
         try:
-            table = read_parquet(path, columns=columns)
+            table = read_table(path, columns=columns)
             n = table.num_rows
             reasons = np.full(n, None, dtype=object)
 
@@ -778,7 +786,7 @@ class WebDatasetShards(DatasetFormat):
         stats = read_stats(stats_path_for(shard.path))
         if self._has_sidecar(shard):
             try:
-                return pq.ParquetFile(self.sidecar(shard)).metadata.num_rows
+                return pq.ParquetFile(parquet_source(self.sidecar(shard))).metadata.num_rows
             except PARQUET_ERRORS:
                 count = stats_count(stats, "count")
                 return count if count is not None else count_tar_samples(shard.path)
@@ -956,7 +964,7 @@ class WebDatasetShards(DatasetFormat):
         sidecar_path = self.sidecar(shard)
         if self._has_sidecar(shard):
             try:
-                table = read_parquet(sidecar_path)
+                table = read_table(sidecar_path)
             except PARQUET_ERRORS as exc:
                 raise InputError(f"unreadable sidecar parquet: {exc}", sidecar_path) from exc
             n_meta = table.num_rows

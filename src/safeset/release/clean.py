@@ -41,8 +41,9 @@ from safeset.io.base import DatasetFormat, ShardRef
 from safeset.io.batch import MEMBERS_SCHEMA
 from safeset.io.columns import ColumnOptions
 from safeset.io.detect import open_dataset
+from safeset.io.location import LocationSpec, config_dataset, normalised_spec, parquet_source
 from safeset.io.parquet import ParquetDataset
-from safeset.policy.actions import ACTION_RANK, Action, ReleasePolicy
+from safeset.policy.actions import Action, ReleasePolicy, strongest_per_row
 from safeset.rundir import is_inside_dataset, load_json, load_parquet, pin_shard, shard_file
 
 RELEASES_FOLDER = "releases"
@@ -68,17 +69,13 @@ class AccountingError(SafesetError):
     pass
 
 
-def _strongest_action(actions: list[str]) -> Action:
-    return max((Action(a) for a in actions), key=lambda a: ACTION_RANK[a])
-
-
 def new_release_id() -> str:
     """Sortable by time, unique however many releases one run gets."""
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
 
 
 def clean_dataset(
-    dataset: Path,
+    dataset: LocationSpec,
     run_dir: Path,
     out: Path,
     policy: ReleasePolicy | None = None,
@@ -104,17 +101,21 @@ def clean_dataset(
         raise SafesetError(f"{run_dir} holds no finished scan (summary.json missing); run `safeset scan` first")
     summary = load_json(summary_path, "scan summary")
     config = load_json(run_path, "run record").get("config") or {}
-    if Path(config.get("dataset", "")).resolve() != dataset.resolve():
+    if not isinstance(config.get("dataset"), str | list) or normalised_spec(config["dataset"]) != normalised_spec(
+        config_dataset(dataset)
+    ):
         raise SafesetError(f"{run_dir} is a scan of {config.get('dataset')}, not of {dataset}")
-    _check_out(out, dataset)
+    scanned = config["dataset"] if isinstance(config["dataset"], str) else tuple(config["dataset"])
+    fmt = open_dataset(scanned, config["input_format"], ColumnOptions(**config["columns"]))
+    location = fmt.location or Path(str(scanned))
+    _check_out(out, location)
     if manifest_dir is not None:
         from safeset.manifest.format import check_new_folder
 
-        if is_inside_dataset(manifest_dir.resolve(), dataset):
+        if is_inside_dataset(manifest_dir.resolve(), location):
             raise SafesetError("the manifest must be written outside the dataset folder")
         check_new_folder(manifest_dir)
 
-    fmt = open_dataset(dataset, config["input_format"], ColumnOptions(**config["columns"]))
     fmt.max_member_bytes = int(config.get("max_member_bytes", fmt.max_member_bytes))  # what the scan could read
     if config.get("metadata_only") and (summary.get("dataset") or {}).get("offer", {}).get("has_images"):
         raise SafesetError(
@@ -132,7 +133,7 @@ def clean_dataset(
     cover_rate = _cover_rate(policy, summary, findings)
     decoy_plan = None
     if policy.roadmap_bound > 0:
-        decoy_plan = _plan_decoys(dataset, config, fmt, per_shard, findings_by_shard, errors_by_shard, policy)
+        decoy_plan = _plan_decoys(scanned, config, fmt, per_shard, findings_by_shard, errors_by_shard, policy)
     withheld_by_shard: dict[str, set[int]] = {}
     accounts: list[ShardAccount] = []
     removed_parts: list[pa.Table] = []
@@ -160,7 +161,7 @@ def clean_dataset(
                     )
                 )
         task = _ReleaseTask(
-            str(dataset.resolve()),
+            scanned,
             config["input_format"],
             ColumnOptions(**config["columns"]),
             fmt.max_member_bytes,
@@ -220,7 +221,7 @@ def clean_dataset(
                 write_parquet(record / WITHHELD_NAME, decoy_plan.withheld, private=True)
             if manifest_dir is not None:
                 manifest["manifest"] = _write_removal_manifest(
-                    dataset, config, summary, withheld_by_shard, manifest_dir, sign_key, roadmap, policy
+                    scanned, config, summary, withheld_by_shard, manifest_dir, sign_key, roadmap, policy
                 )
             _publish(staging, out)
         except BaseException:
@@ -259,7 +260,7 @@ class _ReleaseTask(Task):
     """Writing the release as an executor task: item = a shard's `_ShardWork`, result = (its account, its removed
     rows' findings, the rows it withheld). Every worker writes its shards' files into the same staging folder."""
 
-    dataset: str
+    dataset: str | tuple[str, ...]
     input_format: str
     columns: ColumnOptions
     max_member_bytes: int
@@ -272,7 +273,7 @@ class _ReleaseTask(Task):
         return f"release-{self.staging}"
 
     def open(self) -> Callable[[_ShardWork], tuple[ShardAccount, pa.Table | None, set[int]]]:
-        fmt = open_dataset(Path(self.dataset), self.input_format, self.columns)
+        fmt = open_dataset(self.dataset, self.input_format, self.columns)
         fmt.max_member_bytes = self.max_member_bytes
 
         def release_shard(work: _ShardWork) -> tuple[ShardAccount, pa.Table | None, set[int]]:
@@ -296,7 +297,7 @@ class _ReleaseTask(Task):
         return release_shard
 
 
-def _check_out(out: Path, dataset: Path) -> None:
+def _check_out(out: Path, dataset: Any) -> None:
     target = out.resolve()
     if is_inside_dataset(target, dataset):
         raise SafesetError("the release must be written outside the dataset folder")
@@ -371,15 +372,12 @@ def _clean_shard(
 
 
 def _row_actions(findings: pa.Table) -> dict[int, Action]:
-    """The strongest action of each flagged row."""
-    row_actions: dict[int, list[str]] = {}
-    for row, action in zip(findings["row"].to_pylist(), findings["action"].to_pylist(), strict=True):
-        row_actions.setdefault(row, []).append(action)
-    return {row: _strongest_action(acts) for row, acts in row_actions.items()}
+    """The strongest action of each flagged row (the policy's rule)."""
+    return strongest_per_row(findings["row"].to_pylist(), findings["action"].to_pylist())
 
 
 def _plan_decoys(
-    dataset: Path,
+    dataset: str | tuple[str, ...],
     config: dict[str, Any],
     fmt: DatasetFormat,
     per_shard: dict[str, dict[str, Any]],
@@ -417,7 +415,7 @@ def _plan_decoys(
 
 
 def _write_removal_manifest(
-    dataset: Path,
+    dataset: str | tuple[str, ...],
     config: dict[str, Any],
     summary: dict[str, Any],
     withheld_by_shard: dict[str, set[int]],
@@ -468,7 +466,7 @@ def _positions_by_key(
         return drop
     import pyarrow.parquet as pq
 
-    keys = pc.cast(pq.ParquetFile(shard.path).read(columns=[key_column])[key_column], pa.string())
+    keys = pc.cast(pq.ParquetFile(parquet_source(shard.path)).read(columns=[key_column])[key_column], pa.string())
     if keys.null_count or pc.count_distinct(keys).as_py() != len(keys):
         return drop  # missing or duplicate keys: positions are the only identity
     recorded = pa.concat_tables([findings.select(["row", "key"]), errors.select(["row", "key"])])

@@ -23,6 +23,7 @@ from safeset.fsutil import sha256_file
 from safeset.io.base import DEFAULT_MAX_MEMBER_BYTES
 from safeset.io.columns import ColumnOptions, parse_hash_col
 from safeset.io.embeddings import EmbeddingOptions
+from safeset.io.location import normalised_spec
 from safeset.kinds.pdq.options import PdqOptions
 from safeset.policy.actions import ActionPolicy, ReleasePolicy
 from safeset.signals.images import DEFAULT_MAX_PIXELS
@@ -31,7 +32,8 @@ from safeset.triage.options import TriageOptions
 
 @dataclass(frozen=True)
 class ScanConfig:
-    dataset: str
+    # One location (a local path, a glob, or a URL such as s3://bucket/prefix), or several (io/location.py).
+    dataset: str | tuple[str, ...]
     input_format: str = "auto"
     banks_dir: str = ""
     bank_names: tuple[str, ...] = ()
@@ -61,7 +63,7 @@ class ScanConfig:
         replaced embeddings part changes results, so it changes the fingerprint too)."""
         settings = to_plain(self)
         settings.pop("release")  # decides what `clean` keeps, not what the scan finds
-        settings["dataset"] = str(Path(self.dataset).resolve())
+        settings["dataset"] = normalised_spec(self.dataset)  # a local path: str(Path(p).resolve()), as always
         fingerprint = {
             "settings": settings,
             "banks": sorted(b.name + "=" + b.digest() for b in banks),
@@ -166,8 +168,11 @@ def _convert(hint: Any, value: Any, where: str) -> Any:
     if origin in (types.UnionType, typing.Union):
         if value is None and type(None) in args:
             return None
-        (inner,) = [a for a in args if a is not type(None)]
-        return _convert(inner, value, where)
+        arms = [a for a in args if a is not type(None)]
+        if len(arms) > 1:  # `dataset`: one location (a string) or several (a list)
+            listed = isinstance(value, list | tuple)
+            arms = [a for a in arms if (typing.get_origin(a) is tuple) == listed][:1] or arms[:1]
+        return _convert(arms[0], value, where)
     if dataclasses.is_dataclass(hint):
         return _build(hint, value, where)
     if origin is tuple:

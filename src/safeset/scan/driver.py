@@ -64,7 +64,7 @@ def run_scan(
     if known.num_rows:
         fingerprint["seeds"] = _table_digest(known)
     files = RunDir(run_dir)
-    check_run_dir(run_dir, Path(config.dataset), resume)
+    check_run_dir(run_dir, scanner.dataset.location or Path(str(config.dataset)), resume)
     if files.run_json.exists():
         previous = load_json(files.run_json, "run record").get("fingerprint")
         if previous != fingerprint:

@@ -62,7 +62,7 @@ class ShardScanner:
         # Score columns the detectors and rules compare are read with the batch (refused up front if absent).
         wanted = {c for d in (*self.detectors, *self.rules) for c in d.columns}
         columns = replace(config.columns, extra_cols=tuple(sorted(set(config.columns.extra_cols) | wanted)))
-        self.dataset: DatasetFormat = open_dataset(Path(config.dataset), config.input_format, columns)
+        self.dataset: DatasetFormat = open_dataset(config.dataset, config.input_format, columns)
         self.dataset.max_member_bytes = config.max_member_bytes
         store = BankStore(Path(config.banks_dir))
         self.banks = [store.info(name) for name in config.bank_names]
