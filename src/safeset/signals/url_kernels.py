@@ -467,22 +467,33 @@ def _k_md5_block(
             | (np.uint64(source[p + 3]) << np.uint64(24))
         )
     mask = np.uint64(0xFFFFFFFF)
+    thirty_two = np.uint64(32)
     a, b, c, d = state[0], state[1], state[2], state[3]
-    for j in range(64):
-        if j < 16:
-            f = d ^ (b & (c ^ d))
-        elif j < 32:
-            f = c ^ (d & (b ^ c))
-        elif j < 48:
-            f = b ^ c ^ d
-        else:
-            f = c ^ ((b | (~d)) & mask)
-        f = (f + a + constants[j] + words[order[j]]) & mask
+    # The four rounds as four branch-free loops.
+    for j in range(16):
+        f = (d ^ (b & (c ^ d))) + a + constants[j] + words[order[j]]
         s = np.uint64(shifts[j])
-        a = d
-        d = c
-        c = b
-        b = (b + (((f << s) | (f >> (np.uint64(32) - s))) & mask)) & mask
+        f &= mask
+        a, d, c = d, c, b
+        b = (b + (((f << s) | (f >> (thirty_two - s))) & mask)) & mask
+    for j in range(16, 32):
+        f = (c ^ (d & (b ^ c))) + a + constants[j] + words[order[j]]
+        s = np.uint64(shifts[j])
+        f &= mask
+        a, d, c = d, c, b
+        b = (b + (((f << s) | (f >> (thirty_two - s))) & mask)) & mask
+    for j in range(32, 48):
+        f = (b ^ c ^ d) + a + constants[j] + words[order[j]]
+        s = np.uint64(shifts[j])
+        f &= mask
+        a, d, c = d, c, b
+        b = (b + (((f << s) | (f >> (thirty_two - s))) & mask)) & mask
+    for j in range(48, 64):
+        f = (c ^ ((b | (~d)) & mask)) + a + constants[j] + words[order[j]]
+        s = np.uint64(shifts[j])
+        f &= mask
+        a, d, c = d, c, b
+        b = (b + (((f << s) | (f >> (thirty_two - s))) & mask)) & mask
     state[0] = (state[0] + a) & mask
     state[1] = (state[1] + b) & mask
     state[2] = (state[2] + c) & mask
