@@ -28,7 +28,9 @@ def plain_urls(draw: st.DrawFn) -> str:
     scheme = draw(st.sampled_from(["https://", "http://", "HTTP://", "https:", "https:///"]))
     host = draw(st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._-]{0,12}[A-Za-z0-9]", fullmatch=True))
     port = draw(st.sampled_from(["", "", ":80", ":443", ":8080", ":0", ":65536", ":08"]))
-    piece = st.one_of(st.text(alphabet=PATH_CHARS + '"<>\\^`{|}#?', max_size=6), _escape(), st.sampled_from([".", ".."]))
+    piece = st.one_of(
+        st.text(alphabet=PATH_CHARS + '"<>\\^`{|}#?', max_size=6), _escape(), st.sampled_from([".", ".."])
+    )
     path = "/".join(draw(st.lists(st.lists(piece, max_size=3).map("".join), max_size=4)))
     query = draw(st.one_of(st.just(""), st.lists(piece, max_size=3).map(lambda p: "?" + "&".join(p))))
     fragment = draw(st.sampled_from(["", "", "#", "#top", "#a?b", "#" + SPECIAL_LETTERS[:3]]))
@@ -60,7 +62,7 @@ def test_compiled_forms_equal_the_scalar_reference(urls: list[str | None]) -> No
 @FUZZ
 @given(st.lists(st.one_of(st.text(max_size=80), st.binary(max_size=150).map(lambda b: b.hex())), max_size=20))
 def test_url_digests_equal_hashlib(values: list[str]) -> None:
-    array = pa.array(values + [None], type=pa.string())
+    array = pa.array([*values, None], type=pa.string())
     for algorithm in ("md5", "sha1", "sha256"):
         digests, valid = url_kernels.digest_strings(array, algorithm)
         assert valid.tolist() == [True] * len(values) + [False]
