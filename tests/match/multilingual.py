@@ -160,5 +160,14 @@ def oracle_matches(caption: str, spellings: list[str]) -> bool:
 
 
 def joined_spellings(pattern: str) -> list[str]:
-    """A normalised term and its spelling with every space dropped (terms here have at most one space)."""
-    return list(dict.fromkeys([pattern, pattern.replace(" ", "")]))
+    """A normalised term, its spelling with every space dropped (terms here have at most one space), and for a
+    one-word term of 4 to 32 characters every spelling with one space between two letters or digits of spaced
+    scripts (`zorblax` ~ `zor blax`, as `t-shirt` ~ `tshirt`)."""
+    splits = []
+    if " " not in pattern and 4 <= len(pattern) <= 32:
+        splits = [
+            pattern[:k] + " " + pattern[k:]
+            for k in range(1, len(pattern))
+            if all(unicodedata.category(c)[0] in "LN" and _kind(c) != "unspaced" for c in pattern[k - 1 : k + 1])
+        ]
+    return list(dict.fromkeys([pattern, pattern.replace(" ", ""), *splits]))
