@@ -161,12 +161,12 @@ def test_hyphen_and_joiner_spellings_match_each_other(bank: tuple[Path, str], en
     "caption", ["red t-shirt", "red t shirt", "RED T‐SHIRT", "red tshirt", "t_shirt", "t\u200bshirt"]
 )
 def test_a_joined_term_matches_its_hyphen_and_space_spellings(tmp_path: Path, caption: str) -> None:
-    banks, name = make_bank(tmp_path, ["tshirt", "zorblax"])
-    assert matched(banks, name, [caption, "zor-blax", "zorb lax", "tsh", "t shirts", "at shirt", "zo r blax"]) == {
-        0: "term L1; score 1",
-        1: "term L2; score 1",
-        2: "term L2; score 1",
-    }
+    banks, name = make_bank(tmp_path, ["tshirt", "zorblax", "emails"])
+    found = matched(
+        banks, name, [caption, "e-mails", "tsh", "t shirts", "at shirt", "zorb lax", "zo r blax", "z orblax"]
+    )
+    # Only a one-letter prefix is split off (`zorb lax` is two words, as test_no_match_inside_words... says).
+    assert found == {0: "term L1; score 1", 1: "term L3; score 1", 7: "term L2; score 1"}
 
 
 def test_short_joined_terms_are_not_split(tmp_path: Path) -> None:

@@ -49,25 +49,24 @@ MAIN_LIST, NEAR_LIST = 0, 1
 #: A term with up to this many separators gets every joined/separated spelling (2^n of them); a longer phrase
 #: only its fully joined one.
 _MAX_SEPARATORS_COMBINED = 3
-#: A one-word term of this many characters or more (and at most `_MAX_SPLIT_LENGTH`) also gets every spelling
-#: with one space inside it (`tshirt`: `t shirt`, `ts hirt`, ...), so that a joined term matches `t-shirt` and
-#: `t shirt` in captions as a hyphenated term matches `tshirt`. Shorter terms would match two unrelated letters.
+#: A one-word term of this many characters or more (and at most `_MAX_SPLIT_LENGTH`) also gets its spelling with a
+#: space after its first letter (`tshirt`: `t shirt`), so that a joined term matches `t-shirt` and `t shirt` in
+#: captions as a hyphenated term matches `tshirt`. Shorter terms would match a letter and an unrelated word.
 _MIN_SPLIT_LENGTH = 4
 _MAX_SPLIT_LENGTH = 32
 
 
 def split_spellings(pattern: str) -> list[str]:
-    """A normalised one-word term with one space put between two of its letters or digits, at every place where
-    both are of a script written with spaces (between two Han or Thai characters the caption's spaces are
-    dropped anyway) and the second is no combining mark."""
+    """A normalised one-word term written as a one-letter prefix and the rest (`t shirt`, `e mail`, `x ray`: the
+    compounds written with a hyphen or without), where both sides of the gap are letters or digits of scripts
+    written with spaces. Only that split: once normalised, a hyphen and a space are the same, and a split
+    anywhere (`zorb lax` for `zorblax`) would match two separate words far too often."""
     if " " in pattern or not _MIN_SPLIT_LENGTH <= len(pattern) <= _MAX_SPLIT_LENGTH:
         return []
     unspaced = char_tables().unspaced
-    return [
-        pattern[:k] + " " + pattern[k:]
-        for k in range(1, len(pattern))
-        if all(unicodedata.category(c)[0] in "LN" and not unspaced[ord(c)] for c in pattern[k - 1 : k + 1])
-    ]
+    if all(unicodedata.category(c)[0] in "LN" and not unspaced[ord(c)] for c in pattern[:2]):
+        return [pattern[0] + " " + pattern[1:]]
+    return []
 
 
 def spelling_variants(patterns: list[str], normalizer: TextNormalizer) -> list[list[str]]:
