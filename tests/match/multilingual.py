@@ -160,5 +160,11 @@ def oracle_matches(caption: str, spellings: list[str]) -> bool:
 
 
 def joined_spellings(pattern: str) -> list[str]:
-    """A normalised term and its spelling with every space dropped (terms here have at most one space)."""
-    return list(dict.fromkeys([pattern, pattern.replace(" ", "")]))
+    """A normalised term, its spelling with every space dropped (terms here have at most one space), and for a
+    one-word term of 4 to 32 characters its spelling with a space after a first letter of a spaced script
+    (`tshirt` ~ `t shirt`, as `t-shirt` ~ `tshirt`)."""
+    splits = []
+    prefix_is_letter = all(unicodedata.category(c)[0] in "LN" and _kind(c) != "unspaced" for c in pattern[:2])
+    if " " not in pattern and 4 <= len(pattern) <= 32 and prefix_is_letter:
+        splits = [pattern[0] + " " + pattern[1:]]
+    return list(dict.fromkeys([pattern, pattern.replace(" ", ""), *splits]))

@@ -157,6 +157,23 @@ def test_hyphen_and_joiner_spellings_match_each_other(bank: tuple[Path, str], en
     assert matched(*bank, [caption]) == {0: line_of("t-shirt")}
 
 
+@pytest.mark.parametrize(
+    "caption", ["red t-shirt", "red t shirt", "RED T‐SHIRT", "red tshirt", "t_shirt", "t\u200bshirt"]
+)
+def test_a_joined_term_matches_its_hyphen_and_space_spellings(tmp_path: Path, caption: str) -> None:
+    banks, name = make_bank(tmp_path, ["tshirt", "zorblax", "emails"])
+    found = matched(
+        banks, name, [caption, "e-mails", "tsh", "t shirts", "at shirt", "zorb lax", "zo r blax", "z orblax"]
+    )
+    # Only a one-letter prefix is split off (`zorb lax` is two words, as test_no_match_inside_words... says).
+    assert found == {0: "term L1; score 1", 1: "term L3; score 1", 7: "term L2; score 1"}
+
+
+def test_short_joined_terms_are_not_split(tmp_path: Path) -> None:
+    banks, name = make_bank(tmp_path, ["abc", "고양이"])
+    assert matched(banks, name, ["a bc", "ab c", "고 양이"]) == {}
+
+
 @pytest.mark.parametrize("term", ["t shirt", "tshirt-", "t-shirt"])
 def test_each_spelling_of_a_term_imports_as_one_line(tmp_path: Path, term: str) -> None:
     banks, name = make_bank(tmp_path, [term, "flim zap kor blax"])

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-
 import numpy as np
 import pyarrow as pa
 
@@ -12,6 +10,7 @@ from safeset.signals import pdq
 from safeset.signals.digests import DIGEST_SIZES, hash_blobs, hex_to_digests
 from safeset.signals.images import DEFAULT_MAX_PIXELS, image_problem
 from safeset.signals.text import NormalizedText, TextNormalizer
+from safeset.signals.url_kernels import digest_strings
 from safeset.signals.urls import NORMALIZERS, hosts_array
 
 
@@ -56,23 +55,12 @@ class Signals:
     def url_digest(self, algorithm: str = "md5", normalizer: str = "te") -> tuple[np.ndarray, np.ndarray] | None:
         """Digest of the URL in a normal form (MD5 of the `te` form is ThreatExchange's `HASH_URL_MD5`).
 
-        One C-level hash call per URL; only computed when a URL-hash bank is in the scan.
+        Only computed when a URL-hash bank is in the scan; MD5 is one compiled pass over the batch.
         """
         forms = self.url_form(normalizer)
         if forms is None:
             return None
-
-        def compute() -> tuple[np.ndarray, np.ndarray]:
-            values = forms.cast(pa.binary()).to_pylist()
-            size = DIGEST_SIZES[algorithm]
-            make, absent = getattr(hashlib, algorithm), bytes(size)
-            # One join and one copy into numpy: a numpy row assignment per URL would cost more than the hash.
-            joined = b"".join([absent if value is None else make(value).digest() for value in values])
-            digests = np.frombuffer(joined, dtype=np.uint8).reshape(len(values), size).copy()
-            valid = np.asarray(forms.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
-            return digests, valid
-
-        return self._memo(f"url_digest:{algorithm}:{normalizer}", compute)  # type: ignore[return-value]
+        return self._memo(f"url_digest:{algorithm}:{normalizer}", lambda: digest_strings(forms, algorithm))  # type: ignore[return-value]
 
     def captions(self, normalizer: TextNormalizer) -> NormalizedText | None:
         """Captions normalised with these steps; banks built with the same steps share one computation."""

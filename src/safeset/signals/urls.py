@@ -1,9 +1,10 @@
-"""URL normal forms, as pluggable normalisers, each with a scalar reference and a vectorised Arrow path.
+"""URL normal forms, as pluggable normalisers, each with a scalar reference and a compiled Arrow path.
 
 Hash lists from hotlines and partners are built under different conventions, so a row's URL is put in
-every normal form a bank asks for. The vectorised path covers the plain ASCII `http(s)://` URLs that
-make up almost all of a web dataset; anything unusual goes through the scalar reference, so both
-paths give the same answer (a test checks this on awkward URLs).
+every normal form a bank asks for. The compiled path (`url_kernels.py`, one numba pass over the Arrow
+buffers per form) covers the http(s) URLs with ASCII hosts that make up almost all of a web dataset;
+anything unusual goes through the scalar reference here, which is the oracle: tests fuzz both paths
+against it, and it against python-threatexchange (`te`) and a WHATWG parser (`canonical`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from abc import ABC, abstractmethod
+from functools import lru_cache
 from typing import ClassVar
 from urllib.parse import quote, unquote, urlparse, urlsplit
 
@@ -18,6 +20,8 @@ import idna
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from safeset.signals import url_kernels
 
 _SCHEME = re.compile(r"^([a-z][a-z0-9+.\-]*):")
 _UNSAFE_URL_CHARS = str.maketrans("", "", "\t\r\n")
@@ -42,18 +46,6 @@ class UrlNormalizer(ABC):
     @abstractmethod
     def normalize_array(self, urls: pa.Array) -> pa.Array:
         """Vectorised equivalent over an Arrow string array (nulls stay null)."""
-
-    def _scalar_rows(self, urls: pa.Array, rows: np.ndarray, out: pa.Array) -> pa.Array:
-        """Replace `rows` of `out` with the scalar reference applied to the original URLs."""
-        if len(rows) == 0:
-            return out
-        originals = urls.take(pa.array(rows)).to_pylist()
-        fixed = [None if u is None else self.normalize(u) for u in originals]
-        mask = np.zeros(len(urls), dtype=bool)
-        mask[rows] = True
-        replacement = np.empty(len(urls), dtype=object)
-        replacement[rows] = fixed
-        return pc.if_else(pa.array(mask), pa.array(replacement, type=pa.string()), out)
 
 
 class _Bytes:
@@ -82,24 +74,6 @@ class _Bytes:
         self.offsets -= base
         self.starts, self.ends = self.offsets[:-1], self.offsets[1:]
         self.valid = np.asarray(array.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
-
-    def rows_of(self, positions: np.ndarray) -> np.ndarray:
-        """Mask of the rows that hold these byte positions."""
-        mask = np.zeros(len(self.valid), dtype=bool)
-        mask[np.searchsorted(self.offsets, positions, side="right") - 1] = True
-        return mask
-
-    def rows_with_any(self, chars: bytes, below: int = 0) -> np.ndarray:
-        """Mask of the rows holding one of `chars` or a byte below `below` (comparisons beat a table lookup)."""
-        data = self.data
-        hit = data < below
-        for char in chars:
-            hit |= data == char
-        return self.rows_of(np.flatnonzero(hit))
-
-    def rows_ending_with(self, byte: int) -> np.ndarray:
-        nonempty = self.ends > self.starts
-        return nonempty & (self.data[np.maximum(self.ends - 1, 0)] == byte) if len(self.data) else nonempty & False
 
     def with_data(self, offsets: np.ndarray, data: np.ndarray) -> pa.Array:
         """A new array of the same type and nulls with these contents."""
@@ -140,18 +114,6 @@ def _strip_http_scheme(lowered: pa.Array) -> tuple[pa.Array, np.ndarray]:
     return stripped.array, had_scheme
 
 
-def _rows_with_substring(text: _Bytes, needle: bytes) -> np.ndarray:
-    """Mask of the rows containing `needle` (ASCII, at least one byte)."""
-    data = text.data
-    found = np.flatnonzero(data[: max(0, len(data) - len(needle) + 1)] == needle[0])
-    for k, byte in enumerate(needle[1:], start=1):
-        found = found[data[found + k] == byte]
-    if len(found):
-        rows = np.searchsorted(text.offsets, found, side="right") - 1
-        found = found[found + len(needle) <= text.ends[rows]]  # the whole needle within one row
-    return text.rows_of(found)
-
-
 class ThreatExchangeUrl(UrlNormalizer):
     """ThreatExchange `HASH_URL_MD5` convention: lower-case the whole URL, drop the leading `scheme://`.
 
@@ -173,30 +135,11 @@ class ThreatExchangeUrl(UrlNormalizer):
         return parts.geturl().replace(f"{parts.scheme}://", "", 1)
 
     def normalize_array(self, urls: pa.Array) -> pa.Array:
-        raw = _Bytes(urls)
-        # Non-ASCII rows take the reference path: Arrow's lower-casing is not Python's (`İ` keeps its combining
-        # dot in Python, final sigma depends on context), and urllib checks non-ASCII hosts under NFKC.
-        non_ascii = raw.rows_of(np.flatnonzero(raw.data >= 0x80))
-        lowered = _Bytes(pc.ascii_lower(urls))
-        stripped, had_scheme = _strip_http_bytes(lowered)
-        # Rows where urlparse/geturl would change more than the scheme also take the reference path:
-        # a control character, space, '#', '[' or ']'; a trailing '?'; another '://' after the scheme;
-        # a ':' in a URL without an http(s) scheme; a ';' that ends the path (an empty `;params`, dropped).
-        odd = non_ascii | lowered.rows_with_any(b"#[]", below=0x21) | lowered.rows_ending_with(ord("?"))
-        odd |= lowered.rows_ending_with(ord(";")) | _rows_with_substring(lowered, b";?")
-        odd |= _rows_with_substring(stripped, b"://")
-        odd |= ~had_scheme & lowered.rows_with_any(b":")
-        # An empty host ("https:////x"): urlparse reads the slashes as path, geturl rewrites them.
-        odd |= np.asarray(pc.fill_null(pc.starts_with(stripped.array, "/"), False).to_numpy(zero_copy_only=False))
-        return self._scalar_rows(urls, _rows(odd, urls), stripped.array)
+        return url_kernels.te_form(urls, self.normalize)
 
 
 def _flag(arr: pa.Array, pattern: str) -> np.ndarray:
     return np.asarray(pc.fill_null(pc.match_substring_regex(arr, pattern), False).to_numpy(zero_copy_only=False))
-
-
-def _literal(arr: pa.Array, needle: str) -> np.ndarray:
-    return np.asarray(pc.fill_null(pc.match_substring(arr, needle), False).to_numpy(zero_copy_only=False))
 
 
 def _rows(mask: np.ndarray, urls: pa.Array) -> np.ndarray:
@@ -213,6 +156,7 @@ def _netloc_host(netloc: str) -> str:
     return host.partition(":")[0]
 
 
+@lru_cache(maxsize=65536)  # hosts repeat across rows; IDNA mapping is the dear part of an unusual row
 def _canonical_host(host: str) -> str:
     """Host as WHATWG URL parsing writes it: escapes decoded, UTS #46 mapping (non-transitional, so `ß` stays
     `ß`), each non-ASCII label in punycode, lower-case, no trailing dot. Like WHATWG (CheckHyphens off) a label
@@ -270,17 +214,6 @@ def _remove_dot_segments(path: str) -> str:
     return result if result.startswith("/") else "/" + result
 
 
-# URLs the canonical vector path would get wrong: a character percent-encoding would change, an escape that
-# _canonical_part would rewrite (not `%` + two upper-case hex digits, or one that encodes an unreserved
-# character: 2D 2E 30-39 41-5A 5F 61-7A 7E), a dot segment, or an empty query. Upper-case escapes of
-# other characters (`%20`, `%C3%A9`) are already canonical and stay on the vector path.
-_CANONICAL_ODD = (
-    r"[^A-Za-z0-9/:@!$&'()*+,;=._~?%-]"
-    r"|%(?:[^0-9A-F]|.[^0-9A-F]|.?$|2[DE]|3[0-9]|4[1-9A-F]|5[0-9AF]|6[1-9A-F]|7[0-9AE])"
-    r"|/\.\.?(?:[/?]|$)|\?$"
-)
-
-
 class CanonicalUrl(UrlNormalizer):
     """Canonical form `host[:port]/path[?query]`: IDNA lower-case host without trailing dot, no default
     port, no userinfo or fragment, RFC 3986 dot segments removed, percent-encoding normalised. The scheme is
@@ -313,40 +246,7 @@ class CanonicalUrl(UrlNormalizer):
         return out
 
     def normalize_array(self, urls: pa.Array) -> pa.Array:
-        rest, had_scheme = _strip_http_bytes(_Bytes(urls))
-        # host = the bytes before the first "/", lower-cased; a row without "/" gets one appended.
-        data, starts, ends = rest.data, rest.starts, rest.ends
-        slashes = np.flatnonzero(data == ord("/"))
-        first = np.searchsorted(slashes, starts)
-        first_slash = slashes[np.minimum(first, max(len(slashes) - 1, 0))] if len(slashes) else ends
-        has_slash = (first < len(slashes)) & (first_slash < ends) if len(slashes) else np.zeros(len(ends), bool)
-        host_end = np.where(has_slash, first_slash, ends)
-        # Bytes of interest in the host: upper-case letters (lower-cased here) and ':@?%' (rows go the scalar way).
-        notable = (data >= ord("A")) & (data <= ord("Z"))
-        for char in b":@?%":
-            notable |= data == char
-        notable = np.flatnonzero(notable)
-        notable = notable[notable < host_end[np.searchsorted(rest.offsets, notable, side="right") - 1]]
-        upper = data[notable] >= ord("A")
-        vector_data = data.copy()
-        vector_data[notable[upper]] |= 0x20  # ASCII lower-case; hosts with other letters go the scalar way
-        special = notable[~upper]
-        add_slash = ~has_slash & rest.valid
-        if add_slash.any():
-            vector_data = np.insert(vector_data, ends[add_slash], ord("/"))
-        vector = rest.with_data(rest.offsets + np.concatenate([[0], np.cumsum(add_slash)]), vector_data)
-        # The vector path is exact only for plain URLs: printable ASCII that percent-encoding leaves alone,
-        # a bare host (no port, userinfo, query, '%' or trailing dot) and no dot segments.
-        odd = ~had_scheme
-        odd |= _flag(urls, _CANONICAL_ODD)
-        odd |= rest.rows_of(special)
-        odd |= host_end == starts
-        odd |= (host_end > starts) & (data[np.maximum(host_end - 1, 0)] == ord(".")) if len(data) else False
-        return self._scalar_rows(urls, _rows(odd, urls), vector)
-
-
-def _as_arrow(mask: np.ndarray) -> pa.Array:
-    return pa.array(mask, type=pa.bool_())
+        return url_kernels.canonical_form(urls, self.normalize)
 
 
 NORMALIZERS: dict[str, UrlNormalizer] = {n.name: n for n in (ThreatExchangeUrl(), CanonicalUrl())}

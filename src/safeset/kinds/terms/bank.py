@@ -24,6 +24,7 @@ import hashlib
 import json
 import math
 import re
+import unicodedata
 from collections import Counter
 from pathlib import Path
 from typing import Any, ClassVar
@@ -48,13 +49,32 @@ MAIN_LIST, NEAR_LIST = 0, 1
 #: A term with up to this many separators gets every joined/separated spelling (2^n of them); a longer phrase
 #: only its fully joined one.
 _MAX_SEPARATORS_COMBINED = 3
+#: A one-word term of this many characters or more (and at most `_MAX_SPLIT_LENGTH`) also gets its spelling with a
+#: space after its first letter (`tshirt`: `t shirt`), so that a joined term matches `t-shirt` and `t shirt` in
+#: captions as a hyphenated term matches `tshirt`. Shorter terms would match a letter and an unrelated word.
+_MIN_SPLIT_LENGTH = 4
+_MAX_SPLIT_LENGTH = 32
+
+
+def split_spellings(pattern: str) -> list[str]:
+    """A normalised one-word term written as a one-letter prefix and the rest (`t shirt`, `e mail`, `x ray`: the
+    compounds written with a hyphen or without), where both sides of the gap are letters or digits of scripts
+    written with spaces. Only that split: once normalised, a hyphen and a space are the same, and a split
+    anywhere (`zorb lax` for `zorblax`) would match two separate words far too often."""
+    if " " in pattern or not _MIN_SPLIT_LENGTH <= len(pattern) <= _MAX_SPLIT_LENGTH:
+        return []
+    unspaced = char_tables().unspaced
+    if all(unicodedata.category(c)[0] in "LN" and not unspaced[ord(c)] for c in pattern[:2]):
+        return [pattern[0] + " " + pattern[1:]]
+    return []
 
 
 def spelling_variants(patterns: list[str], normalizer: TextNormalizer) -> list[list[str]]:
     """Other spellings of each normalised term whose words may be written apart or together: `t-shirt` and
-    `t shirt` (both `t shirt` once normalised) also match `tshirt`, `여성 사진` also `여성사진`. Only where the
-    `spacing` step has turned every hyphen, joiner and run of spaces into one space; the variants are
-    normalised again, in one batch (joining may bring letters together that `repeats` then folds)."""
+    `t shirt` (both `t shirt` once normalised) also match `tshirt`, `여성 사진` also `여성사진`; and the other way
+    round, `tshirt` also matches `t shirt` and `t-shirt` (`split_spellings`). Only where the `spacing` step has
+    turned every hyphen, joiner and run of spaces into one space; the variants are normalised again, in one
+    batch (joining may bring letters together that `repeats` then folds)."""
     if "spacing" not in normalizer.steps:
         return [[] for _ in patterns]
     owner: list[int] = []
@@ -63,6 +83,9 @@ def spelling_variants(patterns: list[str], normalizer: TextNormalizer) -> list[l
         words = pattern.split(" ")
         gaps = len(words) - 1
         if not gaps:
+            for spelling in split_spellings(pattern):
+                spellings.append(spelling)
+                owner.append(i)
             continue
         # Each gap joined (bit set) or kept; a long phrase only fully joined.
         masks = range(1, 2**gaps) if gaps <= _MAX_SEPARATORS_COMBINED else range(2**gaps - 1, 2**gaps)

@@ -1,0 +1,99 @@
+"""The compiled URL forms and URL digests (`url_kernels.py`) against the exact scalar reference and hashlib.
+
+The scalar reference in `urls.py` is the oracle (itself held to python-threatexchange and a WHATWG parser in
+`test_url_oracle.py`); here the compiled path must give the same bytes for every fuzzed URL, in shapes that
+reach the compiled path (plain http(s) URLs) as well as the ones it hands back to the reference.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import pyarrow as pa
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from safeset.signals import url_kernels
+from safeset.signals.urls import NORMALIZERS
+
+from .test_url_oracle import PATH_CHARS, SPECIAL_LETTERS, _escape, real_urls
+
+FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@st.composite
+def plain_urls(draw: st.DrawFn) -> str:
+    """http(s) URLs with ASCII hosts, the shapes the kernels handle themselves, with the odd thing mixed in."""
+    scheme = draw(st.sampled_from(["https://", "http://", "HTTP://", "https:", "https:///"]))
+    host = draw(st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._-]{0,12}[A-Za-z0-9]", fullmatch=True))
+    port = draw(st.sampled_from(["", "", ":80", ":443", ":8080", ":0", ":65536", ":08"]))
+    piece = st.one_of(
+        st.text(alphabet=PATH_CHARS + '"<>\\^`{|}#?', max_size=6), _escape(), st.sampled_from([".", ".."])
+    )
+    path = "/".join(draw(st.lists(st.lists(piece, max_size=3).map("".join), max_size=4)))
+    query = draw(st.one_of(st.just(""), st.lists(piece, max_size=3).map(lambda p: "?" + "&".join(p))))
+    fragment = draw(st.sampled_from(["", "", "#", "#top", "#a?b", "#" + SPECIAL_LETTERS[:3]]))
+    return scheme + host + port + draw(st.sampled_from(["/", "", "//"])) + path + query + fragment
+
+
+def _both_paths(urls: list[str | None]) -> None:
+    array = pa.array(urls, type=pa.string())
+    for name, compiled in (("te", url_kernels.te_form), ("canonical", url_kernels.canonical_form)):
+        reference = NORMALIZERS[name]
+        expected = [None if url is None else reference.normalize(url) for url in urls]
+        assert compiled(array, reference.normalize).to_pylist() == expected, name
+        # Sliced and large_string arrays give the same answer.
+        assert compiled(array.slice(1), reference.normalize).to_pylist() == expected[1:], name
+        large = array.cast(pa.large_string())
+        assert compiled(large, reference.normalize).to_pylist() == expected, name
+
+
+@FUZZ
+@given(st.lists(st.one_of(plain_urls(), real_urls(), st.none()), min_size=1, max_size=16))
+@example(["https://a.com/p#", "https://a.com/p?#x", "https://a.com/p;#x", "https://a.com/p#x;", "http://a.com?x"])
+@example(["https://A.com:443/x/%2e%2E/y?", "https://a.com/%7e%41%zz%", "https://a.com/é ü", "http://a.com:8080"])
+@example(["https://a.com/x?u=http://b.org/", "https://a.com/ΑΣ", "https://a.com/İ", "http://a.com/%", None])
+@example(["https://a.com/./", "https://a.com/.x/..y", "https://a.com/%2e", "https://a.com/a?./..", "https://a.com/?"])
+def test_compiled_forms_equal_the_scalar_reference(urls: list[str | None]) -> None:
+    _both_paths(urls)
+
+
+@FUZZ
+@given(st.lists(st.one_of(st.text(max_size=80), st.binary(max_size=150).map(lambda b: b.hex())), max_size=20))
+def test_url_digests_equal_hashlib(values: list[str]) -> None:
+    array = pa.array([*values, None], type=pa.string())
+    for algorithm in ("md5", "sha1", "sha256"):
+        digests, valid = url_kernels.digest_strings(array, algorithm)
+        assert valid.tolist() == [True] * len(values) + [False]
+        expected = [getattr(hashlib, algorithm)(v.encode()).digest() for v in values]
+        assert [bytes(row) for row in digests[: len(values)]] == expected
+        assert not digests[-1].any()
+
+
+@pytest.mark.parametrize("length", [0, 1, 55, 56, 57, 63, 64, 65, 119, 120, 127, 128, 129, 1000])
+def test_md5_at_block_boundaries(length: int) -> None:
+    value = "".join(chr(97 + i % 26) for i in range(length))
+    digests, _ = url_kernels.digest_strings(pa.array([value]), "md5")
+    assert bytes(digests[0]) == hashlib.md5(value.encode()).digest()
+
+
+def test_unusual_rows_are_counted_as_fallback() -> None:
+    urls = ["https://a.com/x", "https://bücher.de/x", "HTTP://A.COM/Y", "ftp://a.com/x", None]
+    url_kernels.STATS.reset()
+    url_kernels.canonical_form(pa.array(urls), NORMALIZERS["canonical"].normalize)
+    url_kernels.te_form(pa.array(urls), NORMALIZERS["te"].normalize)
+    # canonical: the IDN host and the ftp URL; te: the IDN host (urllib's NFKC check) and ftp's ':'.
+    assert url_kernels.STATS.rows == {"canonical": 4, "te": 4}
+    assert url_kernels.STATS.fallback == {"canonical": 2, "te": 2}
+    assert "canonical: 2 of 4 rows" in str(url_kernels.STATS)
+
+
+def test_python_lower_table_matches_str_lower() -> None:
+    table = url_kernels.python_lower_table()
+    for char in "AZÀÞĀǅǄΣΑẞİIKÅᏸᲐ":
+        lowered = char.lower()
+        if len(lowered) == 1 and char != "Σ":
+            assert chr(table[ord(char)]) == lowered
+        else:
+            assert table[ord(char)] == 0xFFFFFFFF
