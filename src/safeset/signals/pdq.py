@@ -56,6 +56,24 @@ _DCT = (
 _DCT64 = _DCT.astype(np.float64)
 
 
+@dataclass(frozen=True)
+class Reframe:
+    """A query-side re-framing of the picture: each side grown (positive fraction, the new margin filled by
+    mirroring the picture at its edge) or cut (negative fraction) by that fraction of its length.
+
+    A copy cropped by c per side is, to PDQ's low frequencies, its original with the outer band lost: growing it
+    back by c/(1-2c) per side puts every remaining pixel where the original had it, so the DCT's basis functions
+    line up again; the mirrored margin stands in for the lost band. Computed from the decoded pixels already in
+    memory (a different weight band per side), so a variant costs a blur-and-decimate, not a decode.
+    """
+
+    name: str
+    top: float = 0.0
+    bottom: float = 0.0
+    left: float = 0.0
+    right: float = 0.0
+
+
 @dataclass
 class PdqHashes:
     """PDQ of a batch of images. Rows whose image could not be hashed have valid=False and a reason."""
@@ -64,15 +82,20 @@ class PdqHashes:
     quality: np.ndarray  # (n,) int16, 0..100
     valid: np.ndarray  # (n,) bool
     errors: list[str | None]
+    decoded: np.ndarray | None = None  # (n,) bool: the bytes decoded (errors of the others are decode reasons)
     dihedral: np.ndarray | None = None  # (n, 8, 32) uint8 in DIHEDRAL_NAMES order, index 0 == hashes
     trimmed: np.ndarray | None = None  # (n, 32): hash after removing uniform borders (unletterboxing)
     trimmed_valid: np.ndarray | None = None  # (n,) bool: borders were found and removed
     trimmed_dihedral: np.ndarray | None = None  # (n, 8, 32)
-    reframed: np.ndarray | None = None  # (n, len(reframes), 32): one hash per requested re-framing
+    reframes: tuple[Reframe, ...] = ()
+    reframed: np.ndarray | None = None  # (n, len(reframes), 32): one hash per re-framing, in that order
     reframed_dct: np.ndarray | None = None  # (n, len(reframes), 16, 16)
 
     def __len__(self) -> int:
         return len(self.valid)
+
+    def has_reframes(self, wanted: tuple[Reframe, ...]) -> bool:
+        return set(wanted) <= set(self.reframes)
 
     def hex(self, i: int) -> str:
         return bytes(self.hashes[i]).hex()
@@ -304,24 +327,6 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image if image.mode == "RGB" else image.convert("RGB")
 
 
-@dataclass(frozen=True)
-class Reframe:
-    """A query-side re-framing of the picture: each side grown (positive fraction, the new margin filled by
-    mirroring the picture at its edge) or cut (negative fraction) by that fraction of its length.
-
-    A copy cropped by c per side is, to PDQ's low frequencies, its original with the outer band lost: growing it
-    back by c/(1-2c) per side puts every remaining pixel where the original had it, so the DCT's basis functions
-    line up again; the mirrored margin stands in for the lost band. Computed from the decoded pixels already in
-    memory (a different weight band per side), so a variant costs a blur-and-decimate, not a decode.
-    """
-
-    name: str
-    top: float = 0.0
-    bottom: float = 0.0
-    left: float = 0.0
-    right: float = 0.0
-
-
 def _mirror_index(length: int, before: int, after: int) -> np.ndarray:
     """Source index of each pixel of a side grown by `before`/`after` pixels (negative: cut), mirrored at the
     edges (edge pixel repeated, numpy's 'symmetric')."""
@@ -545,8 +550,8 @@ def hash_images(
     Each image is decoded once (that decode is also its check: `errors` holds the same reasons as
     `images.image_problem`), then a compiled kernel reads the pixels into its 64x64 block; the DCT, quality,
     medians and bit packing run once over the batch; in `exact` mode, the few images whose bits float rounding
-    could decide are decoded again and recomputed in the reference's float32 order. Images smaller than 5 px on a side get the
-    reference's answer: an all-zero hash of quality 0. `reframes` adds one hash per re-framing per image
+    could decide are decoded again and recomputed in the reference's float32 order. Images smaller than 5 px on a
+    side get the reference's answer: an all-zero hash of quality 0. `reframes` adds one hash per re-framing per image
     (`PdqHashes.reframed`), from the same decoded pixels.
     """
     if mode not in MODES:
@@ -558,6 +563,7 @@ def hash_images(
     dcts = np.zeros((n, 16, 16))
     quality = np.zeros(n, np.int16)
     valid = np.zeros(n, dtype=bool)
+    decoded = np.zeros(n, dtype=bool)
     errors: list[str | None] = [None] * n
     trim_blocks = np.zeros((n, 64, 64)) if unletterbox else None
     trimmed_valid = np.zeros(n, dtype=bool)
@@ -574,6 +580,7 @@ def hash_images(
         except Exception as exc:
             errors[i] = decode_problem(exc)
             continue
+        decoded[i] = True
         if min(pixels.rows, pixels.cols) < MIN_HASHABLE_DIM:
             valid[i] = True
             continue
@@ -605,7 +612,7 @@ def hash_images(
                 hashes[i], dcts[i], quality[i] = _exact_fallback(blobs[i], max_pixels)  # type: ignore[arg-type]
         trim_dct = None if trim_blocks is None else dct_16(trim_blocks)
         frame_dct = None if frame_blocks is None else dct_16(frame_blocks)
-    out = PdqHashes(hashes, quality, valid, errors)
+    out = PdqHashes(hashes, quality, valid, errors, decoded)
     if dihedral:
         out.dihedral = bits_from_dct(dihedral_dcts(dcts))
         out.dihedral[~valid] = 0
@@ -617,6 +624,7 @@ def hash_images(
             out.trimmed_dihedral = bits_from_dct(dihedral_dcts(trim_dct))
             out.trimmed_dihedral[~trimmed_valid] = 0
     if frame_dct is not None:
+        out.reframes = tuple(reframes)
         out.reframed = bits_from_dct(frame_dct)
         out.reframed_dct = frame_dct
         out.reframed[~valid] = 0
