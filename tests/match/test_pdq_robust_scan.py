@@ -67,3 +67,17 @@ def test_robust_flag_on_the_command_line(tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     assert {f["key"] for f in findings(tmp_path / "run")} <= copies and len(findings(tmp_path / "run")) >= 6
+
+
+def test_hash_command_on_several_processes_keeps_order_and_errors(tmp_path: Path) -> None:
+    paths = []
+    for i in range(150):  # three tasks of 64 files
+        path = tmp_path / f"{i:03d}.jpg"
+        path.write_bytes(_cropped(NAMES[i % len(NAMES)], 0.01 * (i % 4)) if i != 70 else b"not an image")
+        paths.append(str(path))
+    one = runner.invoke(app, ["hash", *paths, "--processes", "1"])
+    many = runner.invoke(app, ["hash", *paths, "--processes", "2"])
+    assert one.exit_code == many.exit_code == 1
+    assert one.stdout == many.stdout and len(one.stdout.splitlines()) == 149
+    assert [line.split("\t")[0] for line in many.stdout.splitlines()] == paths[:70] + paths[71:]
+    assert "070.jpg: not a recognised image format" in many.stderr
