@@ -77,13 +77,18 @@ def test_batched_dct_equals_one_block_at_a_time() -> None:
             assert np.allclose(batched[i, j], pdq.dct_16(blocks[i, j]), rtol=0, atol=1e-12)
 
 
-@pytest.mark.parametrize("long_side", [200, 480, 700, 1300, 2400])  # scales 1, 1, 2, 4, 8 on the short side
-def test_libjpeg_luma_path_gives_the_pillow_path_hash(long_side: int, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("long_side", [200, 480, 700, 1300, 2400])  # fast: scales 1, 1, 2, 4, 8
+def test_libjpeg_path_gives_the_pillow_path_hash(long_side: int, monkeypatch: pytest.MonkeyPatch) -> None:
     blobs = [jpeg(photo(name, long_side)) for name in ("coffee", "astronaut", "gravel")]
-    fast = pdq.hash_images(blobs, "fast")
-    monkeypatch.setattr(pdq, "_decode_jpeg_luma", lambda *args: None)
-    pillow = pdq.hash_images(blobs, "fast")
-    assert np.array_equal(fast.hashes, pillow.hashes) and np.array_equal(fast.quality, pillow.quality)
+    progressive = io.BytesIO()
+    photo("chelsea", long_side).save(progressive, "JPEG", quality=75, progressive=True, subsampling=1)
+    blobs.append(progressive.getvalue())
+    ours = {mode: pdq.hash_images(blobs, mode) for mode in pdq.MODES}
+    monkeypatch.setattr(pdq, "_decode_jpeg", lambda *args: None)
+    for mode in pdq.MODES:
+        pillow = pdq.hash_images(blobs, mode)
+        assert np.array_equal(ours[mode].hashes, pillow.hashes), mode
+        assert np.array_equal(ours[mode].quality, pillow.quality), mode
 
 
 def _damaged(blob: bytes, cut: int, flips: list[tuple[int, int]]) -> bytes:

@@ -412,10 +412,11 @@ def _fast_scale(width: int, height: int) -> int:
     return next(s for s in (8, 4, 2, 1) if short // s >= FAST_MIN_SIDE or s == 1)
 
 
-def _decode_jpeg_luma(blob: bytes, max_pixels: int, buffer: _DecodeBuffer) -> _Pixels | None:
-    """Fast path for baseline/progressive YCbCr and grey JPEGs: libjpeg-turbo (simplejpeg) decodes only the luma
-    channel at the DCT scale, into a reused buffer. None when it cannot (other colour spaces, damaged data):
-    Pillow then decodes, and gives the reason if the bytes are bad."""
+def _decode_jpeg(blob: bytes, mode: str, max_pixels: int, buffer: _DecodeBuffer) -> _Pixels | None:
+    """Baseline/progressive YCbCr and grey JPEGs through libjpeg-turbo (simplejpeg), into a reused buffer: `fast`
+    asks for the luma channel alone at the DCT scale, `exact` for full-size RGB (the same pixels as Pillow's
+    decode, checked on every reference file and the benchmark's photos). None when it cannot (other colour
+    spaces, damaged data): Pillow then decodes, and gives the reason if the bytes are bad."""
     try:
         height, width, colorspace, _ = simplejpeg.decode_jpeg_header(blob)
     except ValueError:
@@ -424,19 +425,20 @@ def _decode_jpeg_luma(blob: bytes, max_pixels: int, buffer: _DecodeBuffer) -> _P
         raise ImageRefused(f"image of {width}x{height} pixels exceeds the {max_pixels}-pixel limit; not decoded")
     if colorspace not in ("Gray", "YCbCr") or min(width, height) < 1:
         return None
-    scale = _fast_scale(width, height)
+    scale = _fast_scale(width, height) if mode == "fast" else 1
     rows, cols = -(-height // scale), -(-width // scale)
-    target = buffer.at_least(rows * cols)
+    channels, space = (1, "GRAY") if mode == "fast" else (3, "RGB")
+    target = buffer.at_least(rows * cols * channels)
     try:
         # strict: libjpeg's warnings (premature end of data, corrupt entropy data) are errors, as in Pillow.
-        luma = simplejpeg.decode_jpeg(
-            blob, "GRAY", min_height=rows, min_width=cols, min_factor=scale, buffer=target, strict=True
+        pixels = simplejpeg.decode_jpeg(
+            blob, space, min_height=rows, min_width=cols, min_factor=scale, buffer=target, strict=True
         )
     except ValueError:
         return None
-    if luma.shape[:2] != (rows, cols):  # a scale other than the one asked for: let Pillow decode
+    if pixels.shape != (rows, cols, channels):  # a scale other than the one asked for: let Pillow decode
         return None
-    return _Pixels(luma[:, :, 0], height, width, scale)
+    return _Pixels(pixels[:, :, 0] if channels == 1 else pixels, height, width, scale)
 
 
 def _decode_with_pillow(image: Image.Image, mode: str) -> _Pixels:
@@ -456,7 +458,7 @@ def _decode_with_pillow(image: Image.Image, mode: str) -> _Pixels:
 
 def _decode(blob: bytes, mode: str, max_pixels: int, buffer: _DecodeBuffer) -> _Pixels:
     """Decode untrusted bytes once: this decode is also the image check (every entropy-coded byte is read)."""
-    if mode == "fast" and blob[:3] == b"\xff\xd8\xff" and (pixels := _decode_jpeg_luma(blob, max_pixels, buffer)):
+    if blob[:3] == b"\xff\xd8\xff" and (pixels := _decode_jpeg(blob, mode, max_pixels, buffer)):
         return pixels
     with open_image(blob, max_pixels) as image:
         pixels = _decode_with_pillow(image, mode)
