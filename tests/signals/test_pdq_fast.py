@@ -156,3 +156,28 @@ def test_repadding_brings_a_cropped_copy_back_within_the_radius() -> None:
         found_robust += min(best, plain) <= 31
     # Measured: plain 36-70 bits (none found), re-padded 14-26 bits (all found) at 2.5 % per side.
     assert found_plain <= 2 and found_robust >= 5
+
+
+def test_flip_plan_matches_the_sign_plan() -> None:
+    dct = np.random.default_rng(3).normal(size=(16, 16))
+    rows_sign = np.where(np.arange(16) % 2 == 1, 1.0, -1.0)[:, None]  # (-1)^frequency, frequency = index + 1
+    cols_sign = rows_sign.T
+    flipped = np.stack(
+        [np.stack([dct * (rows_sign if r else 1) * (cols_sign if c else 1) for c in (0, 1)]) for r in (0, 1)]
+    )
+    assert np.array_equal(pdq.dihedral_dcts_from_flips(flipped), pdq.dihedral_dcts(dct))
+
+
+@pytest.mark.parametrize("mode", pdq.MODES)
+def test_pixel_flips_hash_each_rotation_like_the_rotated_image(mode: str) -> None:
+    image = photo("brick", 300)  # a fine texture: the DCT sign trick drifts here, mirrored pixels do not
+    variants = pdq.hash_images([jpeg(image)], mode, dihedral=True, pixel_flips=True)
+    assert variants.dihedral is not None and variants.pixel_flips
+    transposes = [None, *[getattr(Image.Transpose, t) for t in ("ROTATE_90", "ROTATE_180", "ROTATE_270")]]
+    transposes += [Image.Transpose.FLIP_TOP_BOTTOM, Image.Transpose.FLIP_LEFT_RIGHT, Image.Transpose.TRANSPOSE]
+    transposes += [Image.Transpose.TRANSVERSE]
+    decoded = Image.open(io.BytesIO(jpeg(image))).convert("RGB")
+    for v, transpose in enumerate(transposes):
+        turned = decoded if transpose is None else decoded.transpose(transpose)
+        direct = pdq.hash_images([jpeg(turned, 100)], mode).hashes[0]
+        assert int(pdq.popcount_distance(variants.dihedral[0, v], direct)) <= 6, pdq.DIHEDRAL_NAMES[v]

@@ -135,7 +135,12 @@ class Signals:
         return self._memo("image_errors", compute)  # type: ignore[return-value]
 
     def pdq(
-        self, *, dihedral: bool = False, unletterbox: bool = False, reframes: tuple[pdq.Reframe, ...] = ()
+        self,
+        *,
+        dihedral: bool = False,
+        unletterbox: bool = False,
+        reframes: tuple[pdq.Reframe, ...] = (),
+        pixel_flips: bool = False,
     ) -> pdq.PdqHashes | None:
         """PDQ of each row's image, in the scan's `pdq_mode`; decoded once per batch for every user.
 
@@ -147,9 +152,11 @@ class Signals:
         cached = self._cache.get("pdq")
         if isinstance(cached, pdq.PdqHashes):
             has_dihedral, has_trim = cached.dihedral is not None, cached.trimmed is not None
-            if (has_dihedral or not dihedral) and (has_trim or not unletterbox) and cached.has_reframes(reframes):
+            enough = (has_dihedral or not dihedral) and (has_trim or not unletterbox) and cached.has_reframes(reframes)
+            if enough and (cached.pixel_flips or not (pixel_flips and dihedral)):
                 return cached
             dihedral, unletterbox = dihedral or has_dihedral, unletterbox or has_trim
+            pixel_flips = pixel_flips or cached.pixel_flips
             reframes = tuple(dict.fromkeys((*cached.reframes, *reframes)))
         result = pdq.hash_images(
             self.batch.images.to_pylist(),
@@ -157,6 +164,7 @@ class Signals:
             dihedral=dihedral,
             unletterbox=unletterbox,
             reframes=reframes,
+            pixel_flips=pixel_flips,
             max_pixels=self.max_pixels,
         )
         self._cache["pdq"] = result

@@ -87,6 +87,7 @@ class PdqHashes:
     trimmed: np.ndarray | None = None  # (n, 32): hash after removing uniform borders (unletterboxing)
     trimmed_valid: np.ndarray | None = None  # (n,) bool: borders were found and removed
     trimmed_dihedral: np.ndarray | None = None  # (n, 8, 32)
+    pixel_flips: bool = False  # dihedral variants from mirrored pixels (see hash_images)
     reframes: tuple[Reframe, ...] = ()
     reframed: np.ndarray | None = None  # (n, len(reframes), 32): one hash per re-framing, in that order
     reframed_dct: np.ndarray | None = None  # (n, len(reframes), 16, 16)
@@ -211,6 +212,33 @@ _DIHEDRAL_PLAN: tuple[tuple[bool, np.ndarray], ...] = (
     (True, np.ones((16, 16))),  # flipplus1: transpose
     (True, np.where((np.arange(16)[:, None] + np.arange(16)[None, :]) % 2 == 1, -1.0, 1.0)),  # flipminus1
 )
+
+
+#: (rows reversed, columns reversed) behind each plan entry's sign pattern: (-1)^frequency along an axis is that
+#: axis mirrored (index k is frequency k + 1).
+_PLAN_FLIPS: tuple[tuple[bool, bool], ...] = (
+    (False, False),
+    (False, True),
+    (True, True),
+    (True, False),
+    (True, False),
+    (False, True),
+    (False, False),
+    (True, True),
+)
+
+
+def dihedral_dcts_from_flips(flipped: np.ndarray) -> np.ndarray:
+    """(..., 8, 16, 16) like `dihedral_dcts`, from the DCTs of the image with its rows and/or columns reversed in
+    the pixels (`flipped[..., rows_reversed, cols_reversed, :, :]`) rather than by sign: the reference picks cell
+    centres at floor((i + 0.5) * n / 64), which a mirror does not map onto itself, so on fine textures the sign
+    trick drifts by tens of bits where the flipped pixels do not. Rotations by 90 degrees are exact transposes.
+    """
+    out = []
+    for (transpose, _), (rows, cols) in zip(_DIHEDRAL_PLAN, _PLAN_FLIPS, strict=True):
+        chosen = flipped[..., int(rows), int(cols), :, :]
+        out.append(np.swapaxes(chosen, -1, -2) if transpose else chosen)
+    return np.stack(out, axis=-3)
 
 
 def dihedral_dcts(dct: np.ndarray) -> np.ndarray:
@@ -390,6 +418,26 @@ class _Pixels:
         kernel = pdq_kernels.decimate_rgb if self.values.ndim == 3 else pdq_kernels.decimate_gray
         kernel(self.values, row_start, row_weights, col_start, col_weights, out)
 
+    def flipped_blocks(self, out: np.ndarray) -> None:
+        """out[r, c] (2, 2, 64, 64): the blocks of this grid with rows (r) and/or columns (c) reversed, from two row
+        passes and four column passes (reversing the pixels is reversing the weight bands)."""
+        row_start, row_weights = canonical_bands(self.rows, self.cols, self.scale)
+        col_start, col_weights = canonical_bands(self.cols, self.rows, self.scale)
+        rows_n, cols_n = self.values.shape[:2]
+        kernel = pdq_kernels.decimate_rgb if self.values.ndim == 3 else pdq_kernels.decimate_gray
+        row_bands = ((row_start, row_weights), (rows_n - row_start - row_weights.shape[1], row_weights[:, ::-1]))
+        col_bands = ((col_start, col_weights), (cols_n - col_start - col_weights.shape[1], col_weights[:, ::-1]))
+        for r, (r_start, r_weights) in enumerate(row_bands):
+            for c, (c_start, c_weights) in enumerate(col_bands):
+                kernel(
+                    self.values,
+                    r_start,
+                    np.ascontiguousarray(r_weights),
+                    c_start,
+                    np.ascontiguousarray(c_weights),
+                    out[r, c],
+                )
+
     def luma(self) -> np.ndarray:
         return luma_from_rgb(self.values) if self.values.ndim == 3 else self.values.astype(np.float32)
 
@@ -545,6 +593,7 @@ def hash_images(
     dihedral: bool = False,
     unletterbox: bool = False,
     reframes: tuple[Reframe, ...] = (),
+    pixel_flips: bool = False,
     max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> PdqHashes:
     """PDQ of each image (None entries and undecodable bytes are invalid, with a reason).
@@ -554,7 +603,8 @@ def hash_images(
     medians and bit packing run once over the batch; in `exact` mode, the few images whose bits float rounding
     could decide are decoded again and recomputed in the reference's float32 order. Images smaller than 5 px on a
     side get the reference's answer: an all-zero hash of quality 0. `reframes` adds one hash per re-framing per image
-    (`PdqHashes.reframed`), from the same decoded pixels.
+    (`PdqHashes.reframed`), from the same decoded pixels. `pixel_flips` computes the dihedral variants from the
+    mirrored pixels instead of the DCT's signs (see `dihedral_dcts_from_flips`): four blocks per image, not one.
     """
     if mode not in MODES:
         raise ValueError(f"unknown PDQ mode {mode!r}; choose {' or '.join(MODES)}")
@@ -570,6 +620,10 @@ def hash_images(
     trim_blocks = np.zeros((n, 64, 64)) if unletterbox else None
     trimmed_valid = np.zeros(n, dtype=bool)
     frame_blocks = np.zeros((n, len(reframes), 64, 64)) if reframes else None
+    flips = dihedral and pixel_flips
+    flip_dcts = np.zeros((n, 2, 2, 16, 16)) if flips else None
+    trim_flip_dcts = np.zeros((n, 2, 2, 16, 16)) if flips and unletterbox else None
+    four = np.zeros((2, 2, 64, 64))
     buffer = _DecodeBuffer()
     sides = np.full(n, 2 * REFERENCE_RESIZE)  # rows + cols of the canonical image (`exact`'s rounding margin)
     for i, blob in enumerate(blobs):
@@ -593,9 +647,15 @@ def hash_images(
             batched[i] = True
             if reference_resize_index(pixels.rows, pixels.cols) is None:
                 sides[i] = pixels.rows + pixels.cols
+            if flip_dcts is not None:
+                pixels.flipped_blocks(four)
+                flip_dcts[i] = dct_16(four)
             if trim_blocks is not None and (inner := _trimmed(pixels)) is not None:
                 trimmed_valid[i] = True
                 inner.block(trim_blocks[i])
+                if trim_flip_dcts is not None:
+                    inner.flipped_blocks(four)
+                    trim_flip_dcts[i] = dct_16(four)
             if frame_blocks is not None:
                 for f, frame in enumerate(reframes):
                     pixels.block(frame_blocks[i, f], frame)
@@ -615,15 +675,20 @@ def hash_images(
         trim_dct = None if trim_blocks is None else dct_16(trim_blocks)
         frame_dct = None if frame_blocks is None else dct_16(frame_blocks)
     out = PdqHashes(hashes, quality, valid, errors, decoded)
+    out.pixel_flips = flips
     if dihedral:
-        out.dihedral = bits_from_dct(dihedral_dcts(dcts))
+        out.dihedral = bits_from_dct(dihedral_dcts(dcts) if flip_dcts is None else dihedral_dcts_from_flips(flip_dcts))
+        out.dihedral[:, 0] = hashes  # the original itself, exactly as hashed (exact mode's fallback included)
         out.dihedral[~valid] = 0
     if trim_dct is not None:
         out.trimmed = bits_from_dct(trim_dct)
         out.trimmed[~trimmed_valid] = 0
         out.trimmed_valid = trimmed_valid
         if dihedral:
-            out.trimmed_dihedral = bits_from_dct(dihedral_dcts(trim_dct))
+            trim_variants = (
+                dihedral_dcts(trim_dct) if trim_flip_dcts is None else dihedral_dcts_from_flips(trim_flip_dcts)
+            )
+            out.trimmed_dihedral = bits_from_dct(trim_variants)
             out.trimmed_dihedral[~trimmed_valid] = 0
     if frame_dct is not None:
         out.reframes = tuple(reframes)

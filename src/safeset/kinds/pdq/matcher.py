@@ -3,7 +3,8 @@
 Banks come from hotlines that hashed with the reference, so only the query side can be made robust: each
 image is queried as decoded, and optionally also with uniform borders trimmed (letterboxed copies), as
 its 8 rotations/flips (computed from the same DCT, no second decode) and, with `robust`, re-padded to the frame
-a cropped copy was cut from (`signals/pdq_variants.py`; same decoded pixels). Evidence names the bank hash, the
+a cropped copy was cut from (`signals/pdq_variants.py`), with the flips taken from the mirrored pixels rather
+than the DCT's signs (fine textures); all from the same decoded pixels. Evidence names the bank hash, the
 distance and which query variant matched (`repad 4.5%` for a re-padded one).
 """
 
@@ -78,6 +79,7 @@ class PdqMatcher(Matcher):
             dihedral=self.options.dihedral,
             unletterbox=self.options.unletterbox,
             reframes=ROBUST_REFRAMES if self.options.robust else (),
+            pixel_flips=self.options.robust,
         )
         if hashes is None:
             return []
