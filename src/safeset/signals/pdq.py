@@ -392,6 +392,18 @@ def canonical_bands(n: int, other: int, scale: int, before: float = 0.0, after: 
     return pdq_kernels.bands(padded.reshape(64, reduced, scale).sum(axis=2))
 
 
+@lru_cache(maxsize=4096)
+def mirrored_bands(n: int, other: int, scale: int) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
+    """The bands of `canonical_bands`, and the same for the side read backwards (a mirrored picture)."""
+    start, weights = canonical_bands(n, other, scale)
+    reduced = -(-n // scale)
+    back_start = reduced - start - weights.shape[1]
+    back_weights = np.ascontiguousarray(weights[:, ::-1])
+    back_start.setflags(write=False)
+    back_weights.setflags(write=False)  # read-only like the forward bands: one compiled kernel for both
+    return (start, weights), (back_start, back_weights)
+
+
 def fast_weights(n: int, other: int, scale: int) -> np.ndarray:
     """(64, ceil(n / scale)) float32 dense weights on a grid decoded at 1/scale (the numpy form of the bands)."""
     start, weights = canonical_bands(n, other, scale)
@@ -421,22 +433,12 @@ class _Pixels:
     def flipped_blocks(self, out: np.ndarray) -> None:
         """out[r, c] (2, 2, 64, 64): the blocks of this grid with rows (r) and/or columns (c) reversed, from two row
         passes and four column passes (reversing the pixels is reversing the weight bands)."""
-        row_start, row_weights = canonical_bands(self.rows, self.cols, self.scale)
-        col_start, col_weights = canonical_bands(self.cols, self.rows, self.scale)
-        rows_n, cols_n = self.values.shape[:2]
+        row_bands = mirrored_bands(self.rows, self.cols, self.scale)
+        col_bands = mirrored_bands(self.cols, self.rows, self.scale)
         kernel = pdq_kernels.decimate_rgb if self.values.ndim == 3 else pdq_kernels.decimate_gray
-        row_bands = ((row_start, row_weights), (rows_n - row_start - row_weights.shape[1], row_weights[:, ::-1]))
-        col_bands = ((col_start, col_weights), (cols_n - col_start - col_weights.shape[1], col_weights[:, ::-1]))
         for r, (r_start, r_weights) in enumerate(row_bands):
             for c, (c_start, c_weights) in enumerate(col_bands):
-                kernel(
-                    self.values,
-                    r_start,
-                    np.ascontiguousarray(r_weights),
-                    c_start,
-                    np.ascontiguousarray(c_weights),
-                    out[r, c],
-                )
+                kernel(self.values, r_start, r_weights, c_start, c_weights, out[r, c])
 
     def luma(self) -> np.ndarray:
         return luma_from_rgb(self.values) if self.values.ndim == 3 else self.values.astype(np.float32)
