@@ -673,7 +673,10 @@ def hash_images(
             hashes[batched] = bits_from_dct(dcts[batched])
         if mode == "exact" and batched.any():
             for i in np.flatnonzero(batched)[_too_close_batch(blocks[batched], dcts[batched], sides[batched])]:
-                hashes[i], dcts[i], quality[i] = _exact_fallback(blobs[i], max_pixels)  # type: ignore[arg-type]
+                try:
+                    hashes[i], dcts[i], quality[i] = _exact_fallback(blobs[i], max_pixels)  # type: ignore[arg-type]
+                except Exception:  # bytes libjpeg-turbo took and Pillow refuses: keep the float64 hash
+                    continue
         trim_dct = None if trim_blocks is None else dct_16(trim_blocks)
         frame_dct = None if frame_blocks is None else dct_16(frame_blocks)
     out = PdqHashes(hashes, quality, valid, errors, decoded)
