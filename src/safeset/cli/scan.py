@@ -56,6 +56,7 @@ FLAG_SETTINGS: dict[str, str] = {
     "pdq_mode": "pdq.mode",
     "pdq_dihedral": "pdq.dihedral",
     "pdq_unletterbox": "pdq.unletterbox",
+    "pdq_robust": "pdq.robust",
     "duplicate_pdq": "duplicate.pdq",
     "duplicate_action": "duplicate.action",
 }
@@ -206,6 +207,10 @@ def scan(
     pdq_unletterbox: Annotated[
         bool, typer.Option("--pdq-unletterbox/--no-pdq-unletterbox", help="Also query with uniform borders trimmed.")
     ] = True,
+    pdq_robust: Annotated[
+        bool,
+        typer.Option("--pdq-robust/--no-pdq-robust", help="Also query re-padded frames (slightly cropped copies)."),
+    ] = False,
     duplicate_action: Annotated[
         str, typer.Option("--duplicate-action", help="Action for copies found by the 'duplicate' expander.")
     ] = "review",

@@ -110,14 +110,26 @@ class Signals:
             batch = self.batch
             errors = batch.read_errors.to_pylist() if batch.read_errors is not None else [None] * len(batch)
             if batch.images is not None:
+                # A PDQ pass already decoded every image: its reasons are the check (one decode per image).
+                decoded = self._cache.get("pdq")
                 for i, blob in enumerate(batch.images.to_pylist()):
                     if blob is not None and errors[i] is None:
-                        errors[i] = image_problem(blob, self.max_pixels)
+                        if isinstance(decoded, pdq.PdqHashes) and decoded.decoded is not None:
+                            errors[i] = None if decoded.decoded[i] else decoded.errors[i]
+                        else:
+                            errors[i] = image_problem(blob, self.max_pixels)
             return errors
 
         return self._memo("image_errors", compute)  # type: ignore[return-value]
 
-    def pdq(self, *, dihedral: bool = False, unletterbox: bool = False) -> pdq.PdqHashes | None:
+    def pdq(
+        self,
+        *,
+        dihedral: bool = False,
+        unletterbox: bool = False,
+        reframes: tuple[pdq.Reframe, ...] = (),
+        pixel_flips: bool = False,
+    ) -> pdq.PdqHashes | None:
         """PDQ of each row's image, in the scan's `pdq_mode`; decoded once per batch for every user.
 
         A later call that needs more (dihedral variants, trimmed borders) than the cached result recomputes
@@ -128,14 +140,19 @@ class Signals:
         cached = self._cache.get("pdq")
         if isinstance(cached, pdq.PdqHashes):
             has_dihedral, has_trim = cached.dihedral is not None, cached.trimmed is not None
-            if (has_dihedral or not dihedral) and (has_trim or not unletterbox):
+            enough = (has_dihedral or not dihedral) and (has_trim or not unletterbox) and cached.has_reframes(reframes)
+            if enough and (cached.pixel_flips or not (pixel_flips and dihedral)):
                 return cached
             dihedral, unletterbox = dihedral or has_dihedral, unletterbox or has_trim
+            pixel_flips = pixel_flips or cached.pixel_flips
+            reframes = tuple(dict.fromkeys((*cached.reframes, *reframes)))
         result = pdq.hash_images(
             self.batch.images.to_pylist(),
             self.pdq_mode,
             dihedral=dihedral,
             unletterbox=unletterbox,
+            reframes=reframes,
+            pixel_flips=pixel_flips,
             max_pixels=self.max_pixels,
         )
         self._cache["pdq"] = result

@@ -30,10 +30,12 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
+import simplejpeg
 from PIL import Image
 
+from safeset.signals import pdq_kernels
 from safeset.signals.blas import single_threaded_blas
-from safeset.signals.images import DEFAULT_MAX_PIXELS, decode_problem, open_image
+from safeset.signals.images import DEFAULT_MAX_PIXELS, ImageRefused, decode_problem, open_image
 
 HASH_BYTES = 32
 HASH_BITS = 256
@@ -54,6 +56,24 @@ _DCT = (
 _DCT64 = _DCT.astype(np.float64)
 
 
+@dataclass(frozen=True)
+class Reframe:
+    """A query-side re-framing of the picture: each side grown (positive fraction, the new margin filled by
+    mirroring the picture at its edge) or cut (negative fraction) by that fraction of its length.
+
+    A copy cropped by c per side is, to PDQ's low frequencies, its original with the outer band lost: growing it
+    back by c/(1-2c) per side puts every remaining pixel where the original had it, so the DCT's basis functions
+    line up again; the mirrored margin stands in for the lost band. Computed from the decoded pixels already in
+    memory (a different weight band per side), so a variant costs a blur-and-decimate, not a decode.
+    """
+
+    name: str
+    top: float = 0.0
+    bottom: float = 0.0
+    left: float = 0.0
+    right: float = 0.0
+
+
 @dataclass
 class PdqHashes:
     """PDQ of a batch of images. Rows whose image could not be hashed have valid=False and a reason."""
@@ -62,13 +82,21 @@ class PdqHashes:
     quality: np.ndarray  # (n,) int16, 0..100
     valid: np.ndarray  # (n,) bool
     errors: list[str | None]
+    decoded: np.ndarray | None = None  # (n,) bool: the bytes decoded (errors of the others are decode reasons)
     dihedral: np.ndarray | None = None  # (n, 8, 32) uint8 in DIHEDRAL_NAMES order, index 0 == hashes
     trimmed: np.ndarray | None = None  # (n, 32): hash after removing uniform borders (unletterboxing)
     trimmed_valid: np.ndarray | None = None  # (n,) bool: borders were found and removed
     trimmed_dihedral: np.ndarray | None = None  # (n, 8, 32)
+    pixel_flips: bool = False  # dihedral variants from mirrored pixels (see hash_images)
+    reframes: tuple[Reframe, ...] = ()
+    reframed: np.ndarray | None = None  # (n, len(reframes), 32): one hash per re-framing, in that order
+    reframed_dct: np.ndarray | None = None  # (n, len(reframes), 16, 16)
 
     def __len__(self) -> int:
         return len(self.valid)
+
+    def has_reframes(self, wanted: tuple[Reframe, ...]) -> bool:
+        return set(wanted) <= set(self.reframes)
 
     def hex(self, i: int) -> str:
         return bytes(self.hashes[i]).hex()
@@ -123,27 +151,6 @@ def reference_resize_index(n: int, other: int) -> np.ndarray | None:
     return (np.arange(REFERENCE_RESIZE) * n) // REFERENCE_RESIZE
 
 
-@lru_cache(maxsize=1024)
-def fast_weights(n: int, other: int, scale: int) -> np.ndarray:
-    """(64, ceil(n / scale)) float32 weights on a grid decoded at 1/scale, for a canonical side of n pixels.
-
-    The canonical image is what `exact` hashes (n pixels, or 512 after the reference resize). Each reduced
-    pixel stands for a block of `scale` source pixels, so it takes the sum of their weights.
-    """
-    index = reference_resize_index(n, other)
-    if index is None:
-        full = blur_decimate_weights(n)
-    else:
-        full = np.zeros((64, n))
-        np.add.at(full.T, index, blur_decimate_weights(REFERENCE_RESIZE).T)
-    reduced = -(-n // scale)
-    padded = np.zeros((64, reduced * scale))
-    padded[:, :n] = full
-    out = padded.reshape(64, reduced, scale).sum(axis=2).astype(np.float32)
-    out.setflags(write=False)
-    return out
-
-
 def luma_from_rgb(rgb: np.ndarray) -> np.ndarray:
     """Float luma exactly as the reference's Python binding computes it (double, then float32)."""
     return (rgb[:, :, 0] * 0.299 + rgb[:, :, 1] * 0.587 + rgb[:, :, 2] * 0.114).astype(np.float32)
@@ -158,8 +165,17 @@ def downsample_64(luma: np.ndarray) -> np.ndarray:
 
 
 def dct_16(block64: np.ndarray) -> np.ndarray:
-    """(..., 16, 16) DCT coefficients 1..16 of (..., 64, 64) blocks."""
-    return _DCT64 @ block64 @ _DCT64.T
+    """(..., 16, 16) DCT coefficients 1..16 of (..., 64, 64) blocks.
+
+    A batch is two large matrix products (all blocks' rows at once, then all columns), not two per block.
+    """
+    if block64.ndim == 2:
+        return _DCT64 @ block64 @ _DCT64.T
+    lead = block64.shape[:-2]
+    flat = np.ascontiguousarray(block64).reshape(-1, 64)
+    right = (flat @ _DCT64.T).reshape(-1, 64, 16)  # X @ D.T for every block
+    left = np.ascontiguousarray(right.transpose(0, 2, 1)).reshape(-1, 64) @ _DCT64.T  # (D @ X @ D.T).T rows
+    return left.reshape(-1, 16, 16).transpose(0, 2, 1).reshape(*lead, 16, 16)
 
 
 def quality_scores(block64: np.ndarray) -> np.ndarray:
@@ -196,6 +212,33 @@ _DIHEDRAL_PLAN: tuple[tuple[bool, np.ndarray], ...] = (
     (True, np.ones((16, 16))),  # flipplus1: transpose
     (True, np.where((np.arange(16)[:, None] + np.arange(16)[None, :]) % 2 == 1, -1.0, 1.0)),  # flipminus1
 )
+
+
+#: (rows reversed, columns reversed) behind each plan entry's sign pattern: (-1)^frequency along an axis is that
+#: axis mirrored (index k is frequency k + 1).
+_PLAN_FLIPS: tuple[tuple[bool, bool], ...] = (
+    (False, False),
+    (False, True),
+    (True, True),
+    (True, False),
+    (True, False),
+    (False, True),
+    (False, False),
+    (True, True),
+)
+
+
+def dihedral_dcts_from_flips(flipped: np.ndarray) -> np.ndarray:
+    """(..., 8, 16, 16) like `dihedral_dcts`, from the DCTs of the image with its rows and/or columns reversed in
+    the pixels (`flipped[..., rows_reversed, cols_reversed, :, :]`) rather than by sign: the reference picks cell
+    centres at floor((i + 0.5) * n / 64), which a mirror does not map onto itself, so on fine textures the sign
+    trick drifts by tens of bits where the flipped pixels do not. Rotations by 90 degrees are exact transposes.
+    """
+    out = []
+    for (transpose, _), (rows, cols) in zip(_DIHEDRAL_PLAN, _PLAN_FLIPS, strict=True):
+        chosen = flipped[..., int(rows), int(cols), :, :]
+        out.append(np.swapaxes(chosen, -1, -2) if transpose else chosen)
+    return np.stack(out, axis=-3)
 
 
 def dihedral_dcts(dct: np.ndarray) -> np.ndarray:
@@ -312,49 +355,169 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image if image.mode == "RGB" else image.convert("RGB")
 
 
+def _mirror_index(length: int, before: int, after: int) -> np.ndarray:
+    """Source index of each pixel of a side grown by `before`/`after` pixels (negative: cut), mirrored at the
+    edges (edge pixel repeated, numpy's 'symmetric')."""
+    positions = np.arange(-before, length + after)
+    period = 2 * length
+    folded = np.mod(positions, period)
+    return np.where(folded < length, folded, period - 1 - folded)
+
+
+@lru_cache(maxsize=4096)
+def canonical_bands(n: int, other: int, scale: int, before: float = 0.0, after: float = 0.0) -> tuple[np.ndarray, ...]:
+    """Bands (see pdq_kernels.bands) of the 64 outputs along a side of n canonical pixels decoded at 1/scale.
+
+    Without re-framing, the canonical image is what `exact` hashes (n pixels, or 512 after the reference tool's
+    nearest-neighbour resize); each reduced pixel stands for a block of `scale` canonical pixels and takes the sum
+    of their weights. With re-framing (fractions `before`/`after`), the canonical side is the grown or cut one,
+    mapped back onto the n pixels by mirroring.
+    """
+    grow_before, grow_after = round(before * n), round(after * n)
+    if grow_before == 0 and grow_after == 0:
+        index = reference_resize_index(n, other)
+        if index is None:
+            full = blur_decimate_weights(n)
+        else:
+            full = np.zeros((64, n))
+            np.add.at(full.T, index, blur_decimate_weights(REFERENCE_RESIZE).T)
+    else:
+        length = max(MIN_HASHABLE_DIM, n + grow_before + grow_after)
+        source = _mirror_index(n, grow_before, length - n - grow_before)
+        full = np.zeros((64, n))
+        np.add.at(full.T, source, blur_decimate_weights(length).T)
+    reduced = -(-n // scale)
+    padded = np.zeros((64, reduced * scale))
+    padded[:, :n] = full
+    return pdq_kernels.bands(padded.reshape(64, reduced, scale).sum(axis=2))
+
+
+@lru_cache(maxsize=4096)
+def mirrored_bands(n: int, other: int, scale: int) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
+    """The bands of `canonical_bands`, and the same for the side read backwards (a mirrored picture)."""
+    start, weights = canonical_bands(n, other, scale)
+    reduced = -(-n // scale)
+    back_start = reduced - start - weights.shape[1]
+    back_weights = np.ascontiguousarray(weights[:, ::-1])
+    back_start.setflags(write=False)
+    back_weights.setflags(write=False)  # read-only like the forward bands: one compiled kernel for both
+    return (start, weights), (back_start, back_weights)
+
+
+def fast_weights(n: int, other: int, scale: int) -> np.ndarray:
+    """(64, ceil(n / scale)) float32 dense weights on a grid decoded at 1/scale (the numpy form of the bands)."""
+    start, weights = canonical_bands(n, other, scale)
+    dense = np.zeros((64, -(-n // scale)), np.float32)
+    index = start[:, None] + np.arange(weights.shape[1])[None, :]
+    np.put_along_axis(dense, index, weights.astype(np.float32), axis=1)
+    return dense
+
+
 @dataclass
 class _Pixels:
-    """Luma on a grid that is the canonical image (scale 1) or its 1/scale reduction (fast path)."""
+    """Decoded pixels on a grid that is the canonical image (scale 1) or its 1/scale reduction (fast path)."""
 
-    values: np.ndarray  # float32 (rows', cols')
+    values: np.ndarray  # uint8 (rows', cols') luma, or (rows', cols', 3) RGB in exact mode
     rows: int  # canonical size, before any reduction
     cols: int
     scale: int
 
+    def block(self, out: np.ndarray, frame: Reframe | None = None) -> None:
+        """Write the 64x64 block of this grid (optionally re-framed) into out."""
+        top, bottom, left, right = (0.0,) * 4 if frame is None else (frame.top, frame.bottom, frame.left, frame.right)
+        row_start, row_weights = canonical_bands(self.rows, self.cols, self.scale, top, bottom)
+        col_start, col_weights = canonical_bands(self.cols, self.rows, self.scale, left, right)
+        kernel = pdq_kernels.decimate_rgb if self.values.ndim == 3 else pdq_kernels.decimate_gray
+        kernel(self.values, row_start, row_weights, col_start, col_weights, out)
 
-def _decode(image: Image.Image, mode: str) -> _Pixels:
+    def flipped_blocks(self, out: np.ndarray) -> None:
+        """out[r, c] (2, 2, 64, 64): the blocks of this grid with rows (r) and/or columns (c) reversed, from two row
+        passes and four column passes (reversing the pixels is reversing the weight bands)."""
+        row_bands = mirrored_bands(self.rows, self.cols, self.scale)
+        col_bands = mirrored_bands(self.cols, self.rows, self.scale)
+        kernel = pdq_kernels.decimate_rgb if self.values.ndim == 3 else pdq_kernels.decimate_gray
+        for r, (r_start, r_weights) in enumerate(row_bands):
+            for c, (c_start, c_weights) in enumerate(col_bands):
+                kernel(self.values, r_start, r_weights, c_start, c_weights, out[r, c])
+
+    def luma(self) -> np.ndarray:
+        return luma_from_rgb(self.values) if self.values.ndim == 3 else self.values.astype(np.float32)
+
+
+class _DecodeBuffer:
+    """The fast path's decode target, reused across a batch (replaced, never resized: views of it may live)."""
+
+    def __init__(self) -> None:
+        self._array = np.empty(0, np.uint8)
+
+    def at_least(self, size: int) -> np.ndarray:
+        if len(self._array) < size:
+            self._array = np.empty(max(size, 2 * len(self._array)), np.uint8)
+        return self._array
+
+
+def _fast_scale(width: int, height: int) -> int:
+    """Largest DCT scale (1/8, 1/4, 1/2) that keeps the short side at FAST_MIN_SIDE pixels or more."""
+    short = min(width, height)
+    return next(s for s in (8, 4, 2, 1) if short // s >= FAST_MIN_SIDE or s == 1)
+
+
+def _decode_jpeg(blob: bytes, mode: str, max_pixels: int, buffer: _DecodeBuffer) -> _Pixels | None:
+    """Baseline/progressive YCbCr and grey JPEGs through libjpeg-turbo (simplejpeg), into a reused buffer: `fast`
+    asks for the luma channel alone at the DCT scale, `exact` for full-size RGB (the same pixels as Pillow's
+    decode, checked on every reference file and the benchmark's photos). None when it cannot (other colour
+    spaces, damaged data): Pillow then decodes, and gives the reason if the bytes are bad."""
+    try:
+        height, width, colorspace, _ = simplejpeg.decode_jpeg_header(blob)
+    except ValueError:
+        return None
+    if width * height > max_pixels:
+        raise ImageRefused(f"image of {width}x{height} pixels exceeds the {max_pixels}-pixel limit; not decoded")
+    if colorspace not in ("Gray", "YCbCr") or min(width, height) < 1:
+        return None
+    scale = _fast_scale(width, height) if mode == "fast" else 1
+    rows, cols = -(-height // scale), -(-width // scale)
+    channels, space = (1, "GRAY") if mode == "fast" else (3, "RGB")
+    target = buffer.at_least(rows * cols * channels)
+    try:
+        # strict: libjpeg's warnings (premature end of data, corrupt entropy data) are errors, as in Pillow.
+        pixels = simplejpeg.decode_jpeg(
+            blob, space, min_height=rows, min_width=cols, min_factor=scale, buffer=target, strict=True
+        )
+    except ValueError:
+        return None
+    if pixels.shape != (rows, cols, channels):  # a scale other than the one asked for: let Pillow decode
+        return None
+    return _Pixels(pixels[:, :, 0] if channels == 1 else pixels, height, width, scale)
+
+
+def _decode_with_pillow(image: Image.Image, mode: str) -> _Pixels:
     width, height = image.size
     if mode == "exact":
-        return _Pixels(luma_from_rgb(np.asarray(to_rgb(image))), height, width, 1)
+        return _Pixels(np.asarray(to_rgb(image)), height, width, 1)
     scale = 1
     if image.format == "JPEG":
-        short = min(width, height)
-        scale = next(s for s in (8, 4, 2, 1) if short // s >= FAST_MIN_SIDE or s == 1)
+        scale = _fast_scale(width, height)
         # Asking for floor(side / scale) makes Pillow choose exactly this DCT scale; mode "L" asks libjpeg
         # for the luma channel alone (JPEG's Y uses the same 0.299/0.587/0.114 weights as PDQ).
         drafted = image.draft("L", (max(1, width // scale), max(1, height // scale)))
         scale = round(width / drafted[1][2]) if drafted else 1
     gray = image if image.mode == "L" else to_rgb(image).convert("L")
-    return _Pixels(np.asarray(gray, dtype=np.float32), height, width, scale)
+    return _Pixels(np.asarray(gray), height, width, scale)
 
 
-def _exact_block(luma: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
-    """Hash, DCT and quality of a canonical luma array through the reference tool's pipeline."""
-    rows, cols = luma.shape
-    row_index = reference_resize_index(rows, cols)
-    if row_index is not None:
-        luma = luma[row_index][:, reference_resize_index(cols, rows)]
-    return hash_luma(luma, exact=True)
-
-
-def _fast_block(pixels: _Pixels) -> np.ndarray:
-    rows, cols, scale = pixels.rows, pixels.cols, pixels.scale
-    return (fast_weights(rows, cols, scale) @ pixels.values) @ fast_weights(cols, rows, scale).T
+def _decode(blob: bytes, mode: str, max_pixels: int, buffer: _DecodeBuffer) -> _Pixels:
+    """Decode untrusted bytes once: this decode is also the image check (every entropy-coded byte is read)."""
+    if blob[:3] == b"\xff\xd8\xff" and (pixels := _decode_jpeg(blob, mode, max_pixels, buffer)):
+        return pixels
+    with open_image(blob, max_pixels) as image:
+        pixels = _decode_with_pillow(image, mode)
+    return pixels
 
 
 def _trimmed(pixels: _Pixels) -> _Pixels | None:
     """The same grid without uniform borders; the canonical size shrinks by whole reduced pixels."""
-    box = uniform_border_box(pixels.values)
+    box = uniform_border_box(pixels.luma())
     if box is None:
         return None
     top, bottom, left, right = box
@@ -375,6 +538,7 @@ def uniform_border_box(luma: np.ndarray, tolerance: float = 12.0, min_keep: floa
     rows, cols = luma.shape
     if rows < 16 or cols < 16:
         return None
+    luma = luma.astype(np.float32, copy=False)
 
     def thickness(lines: np.ndarray) -> int:
         close = np.abs(lines - np.median(lines[0])).max(axis=1) <= tolerance
@@ -389,18 +553,60 @@ def uniform_border_box(luma: np.ndarray, tolerance: float = 12.0, min_keep: floa
     return top, rows - bottom, left, cols - right
 
 
+def _too_close_batch(blocks: np.ndarray, dcts: np.ndarray, sides: np.ndarray, chunk: int = 256) -> np.ndarray:
+    """`_too_close_to_call` for a batch: (n,) bool. `sides` is rows + cols of each hashed (canonical) image."""
+    close = np.zeros(len(blocks), dtype=bool)
+    for lo in range(0, len(blocks), chunk):
+        block = blocks[lo : lo + chunk].astype(np.float32)
+        tolerance = 1e-3 + 4e-6 * sides[lo : lo + chunk]
+        ordered = np.partition(dcts[lo : lo + chunk].reshape(len(block), 256), (127, 128), axis=1)
+        gap_close = ordered[:, 128] - ordered[:, 127] <= tolerance
+        terms = np.concatenate(
+            [
+                ((block[:, :-1, :] - block[:, 1:, :]) * 100 / 255).reshape(len(block), -1),
+                ((block[:, :, :-1] - block[:, :, 1:]) * 100 / 255).reshape(len(block), -1),
+            ],
+            axis=1,
+        )
+        near = (np.abs(terms - np.round(terms)) < tolerance[:, None]).sum(axis=1)
+        total = np.abs(np.trunc(terms)).sum(axis=1).astype(np.int64)
+        quality_close = (near > 0) & (total < 9000 + 90) & ((total - near) // 90 != (total + near) // 90)
+        close[lo : lo + chunk] = gap_close | quality_close
+    return close
+
+
+def _exact_fallback(blob: bytes, max_pixels: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """Hash, DCT and quality in the reference's float32 operation order (bit-for-bit with the C++ core), for the
+    rare image where float rounding could decide a bit or the quality: decoded again rather than kept."""
+    with open_image(blob, max_pixels) as image:
+        luma = luma_from_rgb(np.asarray(to_rgb(image)))
+    rows, cols = luma.shape
+    index = reference_resize_index(rows, cols)
+    if index is not None:
+        luma = luma[index][:, reference_resize_index(cols, rows)]
+    block32, dct32 = reference_float32_block(luma)
+    return bits_from_dct(dct32), dct32.astype(np.float64), int(quality_scores(block32))
+
+
 def hash_images(
     blobs: list[bytes | None],
     mode: str = DEFAULT_MODE,
     *,
     dihedral: bool = False,
     unletterbox: bool = False,
+    reframes: tuple[Reframe, ...] = (),
+    pixel_flips: bool = False,
     max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> PdqHashes:
     """PDQ of each image (None entries and undecodable bytes are invalid, with a reason).
 
-    Decoding is per image; in fast mode the DCT, quality, median and bit packing run once over the batch.
-    Images smaller than 5 px on a side get the reference's answer: an all-zero hash of quality 0.
+    Each image is decoded once (that decode is also its check: `errors` holds the same reasons as
+    `images.image_problem`), then a compiled kernel reads the pixels into its 64x64 block; the DCT, quality,
+    medians and bit packing run once over the batch; in `exact` mode, the few images whose bits float rounding
+    could decide are decoded again and recomputed in the reference's float32 order. Images smaller than 5 px on a
+    side get the reference's answer: an all-zero hash of quality 0. `reframes` adds one hash per re-framing per image
+    (`PdqHashes.reframed`), from the same decoded pixels. `pixel_flips` computes the dihedral variants from the
+    mirrored pixels instead of the DCT's signs (see `dihedral_dcts_from_flips`): four blocks per image, not one.
     """
     if mode not in MODES:
         raise ValueError(f"unknown PDQ mode {mode!r}; choose {' or '.join(MODES)}")
@@ -411,57 +617,89 @@ def hash_images(
     dcts = np.zeros((n, 16, 16))
     quality = np.zeros(n, np.int16)
     valid = np.zeros(n, dtype=bool)
+    decoded = np.zeros(n, dtype=bool)
     errors: list[str | None] = [None] * n
-    trim_blocks = np.zeros((n, 64, 64))  # fast mode: 64x64 blocks, transformed with the batch
-    trim_dcts = np.zeros((n, 16, 16))  # exact mode: DCTs computed image by image
+    trim_blocks = np.zeros((n, 64, 64)) if unletterbox else None
     trimmed_valid = np.zeros(n, dtype=bool)
+    frame_blocks = np.zeros((n, len(reframes), 64, 64)) if reframes else None
+    flips = dihedral and pixel_flips
+    flip_dcts = np.zeros((n, 2, 2, 16, 16)) if flips else None
+    trim_flip_dcts = np.zeros((n, 2, 2, 16, 16)) if flips and unletterbox else None
+    four = np.zeros((2, 2, 64, 64))
+    buffer = _DecodeBuffer()
+    sides = np.full(n, 2 * REFERENCE_RESIZE)  # rows + cols of the canonical image (`exact`'s rounding margin)
+    for i, blob in enumerate(blobs):
+        if blob is None:
+            errors[i] = "no image"
+            continue
+        try:
+            # Decoding is where untrusted bytes meet the decoders: every failure there is a reason.
+            pixels = _decode(blob, mode, max_pixels, buffer)
+        except Exception as exc:
+            errors[i] = decode_problem(exc)
+            continue
+        decoded[i] = True
+        if min(pixels.rows, pixels.cols) < MIN_HASHABLE_DIM:
+            valid[i] = True
+            continue
+        # From here on the input is a decoded pixel array, no longer the file's bytes.
+        try:
+            pixels.block(blocks[i])
+            quality[i] = pdq_kernels.quality_of_block(blocks[i])
+            batched[i] = True
+            if reference_resize_index(pixels.rows, pixels.cols) is None:
+                sides[i] = pixels.rows + pixels.cols
+            if flip_dcts is not None:
+                pixels.flipped_blocks(four)
+                flip_dcts[i] = dct_16(four)
+            if trim_blocks is not None and (inner := _trimmed(pixels)) is not None:
+                trimmed_valid[i] = True
+                inner.block(trim_blocks[i])
+                if trim_flip_dcts is not None:
+                    inner.flipped_blocks(four)
+                    trim_flip_dcts[i] = dct_16(four)
+            if frame_blocks is not None:
+                for f, frame in enumerate(reframes):
+                    pixels.block(frame_blocks[i, f], frame)
+            valid[i] = True
+        except (ValueError, FloatingPointError) as exc:  # degenerate pixels (say, NaN from an odd mode)
+            errors[i] = f"unhashable image: {exc}"
     with single_threaded_blas():
-        for i, blob in enumerate(blobs):
-            if blob is None:
-                errors[i] = "no image"
-                continue
-            try:
-                # Opening and decoding is where untrusted bytes meet Pillow: every failure there is a reason.
-                with open_image(blob, max_pixels) as image:
-                    if min(image.size) < MIN_HASHABLE_DIM:
-                        valid[i] = True
-                        continue
-                    pixels = _decode(image, mode)
-            except Exception as exc:
-                errors[i] = decode_problem(exc)
-                continue
-            # From here on the input is a decoded luma array, no longer the file's bytes.
-            try:
-                if mode == "exact":
-                    hashes[i], dcts[i], quality[i] = _exact_block(pixels.values)
-                else:
-                    blocks[i] = _fast_block(pixels)
-                    batched[i] = True
-                if unletterbox and (inner := _trimmed(pixels)) is not None:
-                    trimmed_valid[i] = True
-                    if mode == "exact":
-                        trim_dcts[i] = _exact_block(inner.values)[1]
-                    else:
-                        trim_blocks[i] = _fast_block(inner)
-                valid[i] = True
-            except (ValueError, FloatingPointError) as exc:  # degenerate pixels (say, NaN from an odd mode)
-                errors[i] = f"unhashable image: {exc}"
-    if batched.any():
-        dcts[batched] = dct_16(blocks[batched])
-        hashes[batched] = bits_from_dct(dcts[batched])
-        quality[batched] = quality_scores(blocks[batched])
-    out = PdqHashes(hashes, quality, valid, errors)
+        if batched.all():  # the common case: no copies of the blocks
+            dcts = dct_16(blocks)
+            hashes = bits_from_dct(dcts)
+        elif batched.any():
+            dcts[batched] = dct_16(blocks[batched])
+            hashes[batched] = bits_from_dct(dcts[batched])
+        if mode == "exact" and batched.any():
+            for i in np.flatnonzero(batched)[_too_close_batch(blocks[batched], dcts[batched], sides[batched])]:
+                try:
+                    hashes[i], dcts[i], quality[i] = _exact_fallback(blobs[i], max_pixels)  # type: ignore[arg-type]
+                except Exception:  # bytes libjpeg-turbo took and Pillow refuses: keep the float64 hash
+                    continue
+        trim_dct = None if trim_blocks is None else dct_16(trim_blocks)
+        frame_dct = None if frame_blocks is None else dct_16(frame_blocks)
+    out = PdqHashes(hashes, quality, valid, errors, decoded)
+    out.pixel_flips = flips
     if dihedral:
-        out.dihedral = bits_from_dct(dihedral_dcts(dcts))
+        out.dihedral = bits_from_dct(dihedral_dcts(dcts) if flip_dcts is None else dihedral_dcts_from_flips(flip_dcts))
+        out.dihedral[:, 0] = hashes  # the original itself, exactly as hashed (exact mode's fallback included)
         out.dihedral[~valid] = 0
-    if unletterbox:
-        trim_dct = trim_dcts if mode == "exact" else dct_16(trim_blocks)
+    if trim_dct is not None:
         out.trimmed = bits_from_dct(trim_dct)
         out.trimmed[~trimmed_valid] = 0
         out.trimmed_valid = trimmed_valid
         if dihedral:
-            out.trimmed_dihedral = bits_from_dct(dihedral_dcts(trim_dct))
+            trim_variants = (
+                dihedral_dcts(trim_dct) if trim_flip_dcts is None else dihedral_dcts_from_flips(trim_flip_dcts)
+            )
+            out.trimmed_dihedral = bits_from_dct(trim_variants)
             out.trimmed_dihedral[~trimmed_valid] = 0
+    if frame_dct is not None:
+        out.reframes = tuple(reframes)
+        out.reframed = bits_from_dct(frame_dct)
+        out.reframed_dct = frame_dct
+        out.reframed[~valid] = 0
     return out
 
 

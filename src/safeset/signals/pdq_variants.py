@@ -1,0 +1,20 @@
+"""Query-side PDQ variants for copies that were cropped: the picture re-padded to the frame it was cut from.
+
+Hotlines hash the original with the reference tool, so only the query can adapt. A copy cropped by c of each
+side holds the original's middle; growing it back by c / (1 - 2c) per side (mirroring its edge into the new
+margin) puts every remaining pixel where the original had it, so PDQ's DCT basis lines up again and only the
+lost band differs. Measured on real photos (BENCHMARKS.md, "PDQ robustness (issue 12)"): four symmetric pads
+recover most 1-3 % crops; at 5-10 % per side the lost band is a third of the picture and moves the hash past
+any safe radius, and asymmetric pads (eight more queries) found no more random-side crops at radius 31, so they
+are not used. Margin-aware distances (ignoring the 64 bits nearest the median) found 5-7 % crops far more often
+(12 % -> 50 %), but an exact search for them needs a radius of 87 bits, beyond what the bank index can serve.
+"""
+
+from __future__ import annotations
+
+from safeset.signals.pdq import Reframe
+
+#: Per-side pads (fraction of the copy's side): they undo symmetric crops of about 2, 4, 6.5 and 9 % per side.
+ROBUST_PADS: tuple[float, ...] = (0.02, 0.045, 0.075, 0.11)
+
+ROBUST_REFRAMES: tuple[Reframe, ...] = tuple(Reframe(f"repad {pad:.1%}", pad, pad, pad, pad) for pad in ROBUST_PADS)
