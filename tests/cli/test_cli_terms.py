@@ -37,13 +37,26 @@ def test_term_bank_options_from_the_command_line(tmp_path: Path) -> None:
     assert (r["details"]["near"]["within_tokens"], r["action"]) == (3, "remove")
 
 
+def test_each_kind_offers_only_its_own_options(tmp_path: Path) -> None:
+    code, term_help = invoke("bank", "add", "term", "--help")
+    assert code == 0 and "--near" in term_help and "--min-quality" not in term_help
+    code, md5_help = invoke("bank", "add", "md5", "--help")
+    assert code == 0 and "--near" not in md5_help and "--url-forms" not in md5_help and "--name" in md5_help
+    terms = tmp_path / "t.txt"
+    terms.write_text("zorblax\n", encoding="utf-8")
+    # The kind as a subcommand, or as --kind anywhere on the line: the same import.
+    assert invoke("bank", "add", "term", "--banks", tmp_path / "a", "--name", "x", terms)[0] == 0
+    assert invoke("bank", "add", "--banks", tmp_path / "b", "--kind=term", "--name", "x", terms)[0] == 0
+    assert (tmp_path / "a" / "x" / "bank.json").is_file() and (tmp_path / "b" / "x" / "bank.json").is_file()
+
+
 def test_option_errors_are_one_clear_line(tmp_path: Path) -> None:
     terms = tmp_path / "t.txt"
     terms.write_text("zorblax\n", encoding="utf-8")
     banks = tmp_path / "banks"
     for extra, message in [
         (("--kind", "term", "--normalize", "stemming"), "unknown normalisation step(s) stemming"),
-        (("--kind", "md5", "--match", "word"), "--match do(es) not apply to banks of kind 'md5'"),
+        (("--kind", "md5", "--match", "word"), "No such option: --match"),  # md5's command has no such flag
         (("--kind", "url-md5", "--url-forms", "raw"), "unknown URL form(s) raw"),
     ]:
         code, output = invoke("bank", "add", "--banks", banks, "--name", "x", *extra, terms)

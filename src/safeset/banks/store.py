@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from safeset.banks.listfile import InvalidLines, ListFormat, ListValues, read_list
+from safeset.banks.options import options_from
 from safeset.errors import InputError, SafesetError
 from safeset.fsutil import PRIVATE_FILE_MODE, make_private_dir, sha256_file, write_json
 from safeset.policy.actions import Action
@@ -67,17 +68,18 @@ class BankKind(ABC):
     name: str
     default_action: ClassVar[Action] = Action.REMOVE
     description: str = ""
-    #: Kind-specific `bank add` options this kind accepts (e.g. `match` for terms); others are refused.
-    accepted_options: ClassVar[frozenset[str]] = frozenset()
+    #: The dataclass of this kind's import options (`bank add` offers its fields as flags); None: it has none.
+    import_options: ClassVar[type | None] = None
     list_format: ListFormat = ListFormat()
 
     def read(self, source: Path, column: str | None) -> ListValues:
         return read_list(source, self.list_format, column, lambda listing: self.check(listing).good)
 
     def import_file(
-        self, source: Path, column: str | None, folder: Path, skip_invalid: bool, options: dict[str, Any]
+        self, source: Path, column: str | None, folder: Path, skip_invalid: bool, options: Any
     ) -> dict[str, Any]:
-        """Read the list file and import it; kinds with options or several files override this."""
+        """Read the list file and import it; kinds with options (an `import_options` instance) or several files
+        override this."""
         listing = self.read(source, column)
         counts = self.import_values(listing, folder, source, skip_invalid)
         counts.setdefault("details", {}).update(listing.details())
@@ -141,18 +143,19 @@ class BankStore:
         action: str | None = None,
         skip_invalid: bool = False,
         replace: bool = False,
-        options: dict[str, Any] | None = None,
+        options: Any = None,
     ) -> BankInfo:
+        """Import `source` as bank `name`. `options` is the kind's `import_options` instance, or the same as a
+        dict of field values (None values meaning "not given"), or None for the kind's defaults."""
         if not _NAME.match(name):
             raise SafesetError(f"bank name {name!r} must be letters, digits, '_', '.', '-' (max 64)")
         if kind not in KINDS:
             raise SafesetError(f"unknown bank kind {kind!r}; choose from {', '.join(KINDS)}")
         handler = KINDS[kind]
-        options = {k: v for k, v in (options or {}).items() if v is not None}
-        refused = sorted(set(options) - handler.accepted_options)
-        if refused:
-            flags = ", ".join("--" + o.replace("_", "-") for o in refused)
-            raise SafesetError(f"{flags} do(es) not apply to banks of kind {kind!r}")
+        if options is None or isinstance(options, dict):
+            options = options_from(handler.import_options, options or {}, kind)  # type: ignore[arg-type]
+        elif handler.import_options is None or not isinstance(options, handler.import_options):
+            raise SafesetError(f"{type(options).__name__} are not import options of banks of kind {kind!r}")
         chosen = Action(action) if action else handler.default_action
         make_private_dir(self.root)
         final = self.folder(name)

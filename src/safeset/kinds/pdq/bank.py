@@ -32,9 +32,9 @@ from safeset.banks.listfile import InvalidLines, ListFormat, ListValues, SplitLi
 from safeset.banks.store import BankKind, register_kind
 from safeset.errors import InputError
 from safeset.kinds.pdq.index import DEFAULT_RADIUS, MultiIndexHash
+from safeset.kinds.pdq.options import DEFAULT_MIN_QUALITY, PdqImportOptions
 from safeset.signals.digests import hex_to_digests
 
-DEFAULT_MIN_QUALITY = 50
 #: Source line of each stored hash, aligned with `pdq.npy` (absent in banks imported before lines were kept).
 PDQ_LINES_FILE = "lines.npy"
 _QUALITY_NAMES = ("quality", "pdq_quality", "signal_quality")
@@ -66,7 +66,7 @@ def _quality_numbers(field: pa.Array | None, n: int) -> tuple[np.ndarray, np.nda
 
 class PdqKind(BankKind):
     name = "pdq"
-    accepted_options = frozenset({"min_quality"})
+    import_options = PdqImportOptions
     description = "PDQ perceptual hashes (64 hex per line, CSV hash[,quality], or `safeset hash` output)"
     list_format = ListFormat(
         entry_columns=("pdq", "pdq_hash", "hash", "signal_value", "indicator", "value"),
@@ -85,9 +85,9 @@ class PdqKind(BankKind):
         return invalid
 
     def import_file(
-        self, source: Path, column: str | None, folder: Path, skip_invalid: bool, options: dict[str, Any]
+        self, source: Path, column: str | None, folder: Path, skip_invalid: bool, options: PdqImportOptions
     ) -> dict[str, Any]:
-        min_quality = int(options.get("min_quality", DEFAULT_MIN_QUALITY))
+        min_quality = int(options.min_quality)
         if not 0 <= min_quality <= 100:
             raise InputError(f"minimum quality must be 0..100, not {min_quality}", source)
         listing = self.read(source, column)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from safeset.banks.options import option
 from safeset.errors import SafesetError
 from safeset.kinds.pdq.index import DEFAULT_RADIUS
 from safeset.signals.pdq import DEFAULT_MODE, MODES
@@ -22,3 +23,12 @@ class PdqOptions:
             raise SafesetError(f"pdq radius {self.radius} is not between 0 and 128 bits")
         if self.mode not in MODES:
             raise SafesetError(f"unknown pdq mode {self.mode!r}; choose {' or '.join(MODES)}")
+
+
+#: Below this stated quality a bank hash comes from a flat or tiny image and would match unrelated pictures.
+DEFAULT_MIN_QUALITY = 50
+
+
+@dataclass(frozen=True)
+class PdqImportOptions:
+    min_quality: int = option(DEFAULT_MIN_QUALITY, "Drop hashes whose stated quality is below this (0..100).")

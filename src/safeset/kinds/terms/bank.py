@@ -27,7 +27,7 @@ import re
 import unicodedata
 from collections import Counter
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -38,6 +38,7 @@ from safeset.banks.listfile import InvalidLines, ListFormat, ListValues, SplitLi
 from safeset.banks.store import BankKind, register_kind
 from safeset.errors import SafesetError
 from safeset.fsutil import sha256_file
+from safeset.kinds.terms.options import TermImportOptions
 from safeset.policy.actions import Action
 from safeset.signals.text import STEPS, TextNormalizer, char_tables
 
@@ -135,26 +136,26 @@ class TermKind(BankKind):
     name = "term"
     default_action = Action.REVIEW  # a caption match alone is weak evidence: a candidate for review
     description = "words and phrases screened in captions (optional lang and weight columns)"
-    accepted_options: ClassVar[frozenset[str]] = frozenset({"match", "normalize", "near", "within", "min_score"})
+    import_options = TermImportOptions
     list_format = TERM_FORMAT
 
     def import_values(self, values: ListValues, folder: Path, source: Path, skip_invalid: bool) -> dict[str, Any]:
-        return self.import_file(source, None, folder, skip_invalid, {})
+        return self.import_file(source, None, folder, skip_invalid, TermImportOptions())
 
     def import_file(
-        self, source: Path, column: str | None, folder: Path, skip_invalid: bool, options: dict[str, Any]
+        self, source: Path, column: str | None, folder: Path, skip_invalid: bool, options: TermImportOptions
     ) -> dict[str, Any]:
-        mode = options.get("match") or "word"
+        mode = options.match
         if mode not in MATCH_MODES:
             raise SafesetError(f"--match must be one of {', '.join(MATCH_MODES)}, not {mode!r}")
-        steps = tuple(options["normalize"]) if options.get("normalize") is not None else STEPS
+        steps = tuple(options.normalize)
         normalizer = TextNormalizer(steps)
-        near, within = options.get("near"), options.get("within")
+        near, within = options.near, options.within
         if (near is None) != (within is None):
             raise SafesetError("a co-occurrence rule needs both --near FILE and --within N")
         if within is not None and int(within) < 0:
             raise SafesetError("--within must be 0 or more tokens")
-        min_score = options.get("min_score")
+        min_score = options.min_score
         if min_score is not None and near is not None:
             raise SafesetError("--min-score applies to plain term banks, not to --near rules")
 

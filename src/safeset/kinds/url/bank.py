@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import re
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -17,6 +17,7 @@ from safeset.banks.listfile import InvalidLines, ListFormat, ListValues
 from safeset.banks.store import LINE_COLUMN, BankKind, register_kind
 from safeset.errors import SafesetError
 from safeset.kinds.digest.bank import DigestKind
+from safeset.kinds.url.options import UrlDigestImportOptions
 from safeset.policy.actions import Action
 from safeset.signals.urls import NORMALIZERS, normalize_domain, registrable_domain
 
@@ -29,7 +30,7 @@ class UrlDigestKind(DigestKind):
     """Hashes of URLs. Lists are hashed under different normal forms, so a bank is matched against each form
     in `url_forms` (default: all of them, i.e. the ThreatExchange form and the canonical form)."""
 
-    accepted_options: ClassVar[frozenset[str]] = frozenset({"url_forms"})
+    import_options = UrlDigestImportOptions
 
     def __init__(self, name: str, algorithm: str, description: str) -> None:
         super().__init__(name, algorithm, description)
@@ -37,9 +38,9 @@ class UrlDigestKind(DigestKind):
         self.list_format = ListFormat(entry_columns=names)
 
     def import_file(
-        self, source: Path, column: str | None, folder: Path, skip_invalid: bool, options: dict[str, Any]
+        self, source: Path, column: str | None, folder: Path, skip_invalid: bool, options: UrlDigestImportOptions
     ) -> dict[str, Any]:
-        forms = list(options.get("url_forms") or NORMALIZERS)
+        forms = list(options.url_forms)
         unknown = [f for f in forms if f not in NORMALIZERS]
         if unknown or not forms:
             raise SafesetError(f"unknown URL form(s) {', '.join(unknown)}; choose from {', '.join(NORMALIZERS)}")
