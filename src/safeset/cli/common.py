@@ -9,7 +9,14 @@ from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from safeset.errors import SafesetError
 from safeset.fsutil import disk_full
@@ -48,12 +55,15 @@ def friendly(func: F) -> F:
 
 
 def progress_bar() -> Progress:
-    """A progress bar on stderr that stays quiet when stderr is not a terminal (CI, pipes, logs)."""
+    """A progress bar on stderr (items done of all, elapsed, ETA) that stays quiet when stderr is not a terminal
+    (CI, pipes, logs)."""
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
         console=console,
         transient=True,
         disable=not sys.stderr.isatty(),
