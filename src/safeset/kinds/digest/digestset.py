@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from safeset.errors import InputError
+from safeset.kinds.digest.stringset_kernels import hash_strings, lookup
 
 
 def prefixes(digests: np.ndarray) -> np.ndarray:
@@ -168,64 +168,6 @@ class DigestSet:
 # Strings: exact membership for many small batches. Arrow's `is_in` builds a hash table of the whole value set
 # on every call, which for a 100 k-entry list costs ~20 ms per 4,096-row batch; this index is built once.
 
-_HASH_MULTIPLIER = 0x9E3779B97F4A7C15  # odd, so invertible modulo 2^64
-_HASH_INVERSE = pow(_HASH_MULTIPLIER, -1, 1 << 64)
-_HASH_CHUNK_BYTES = 1 << 19
-_powers = np.ones(1, dtype=np.uint64)  # _powers[j] = multiplier^j mod 2^64, grown on demand
-_inverses = np.ones(1, dtype=np.uint64)
-
-
-def _power_tables(size: int) -> tuple[np.ndarray, np.ndarray]:
-    global _powers, _inverses
-    if len(_powers) < size:
-        size = max(size, 2 * len(_powers))
-        one = np.ones(1, dtype=np.uint64)
-        _powers = np.concatenate([one, np.cumprod(np.full(size - 1, _HASH_MULTIPLIER, dtype=np.uint64))])
-        _inverses = np.concatenate([one, np.cumprod(np.full(size - 1, _HASH_INVERSE, dtype=np.uint64))])
-    return _powers, _inverses
-
-
-def _mix64(h: np.ndarray) -> np.ndarray:
-    """splitmix64's finaliser, so that similar strings spread over the whole 64-bit range."""
-    h = h ^ (h >> np.uint64(30))
-    h = h * np.uint64(0xBF58476D1CE4E5B9)
-    h = h ^ (h >> np.uint64(27))
-    h = h * np.uint64(0x94D049BB133111EB)
-    return h ^ (h >> np.uint64(31))
-
-
-def string_hashes(strings: pa.Array) -> np.ndarray:
-    """A 64-bit hash of each value of a string or binary array (null slots get an arbitrary value).
-
-    A polynomial hash of the bytes, sum b_j * M^(j - start), computed for the whole batch with one cumulative
-    sum over the data buffer: each value's sum is a difference of two prefix sums, brought to its own start
-    by multiplying with M^-start. Not cryptographic; StringSet confirms every hash match by comparing strings.
-    """
-    n = len(strings)
-    if n == 0:
-        return np.zeros(0, dtype=np.uint64)
-    width = np.int64 if strings.type in (pa.large_string(), pa.large_binary()) else np.int32
-    buffers = strings.buffers()
-    offsets = np.frombuffer(buffers[1], dtype=width)[strings.offset : strings.offset + n + 1].astype(np.int64)
-    data = np.frombuffer(buffers[2], dtype=np.uint8) if buffers[2] is not None else np.zeros(0, dtype=np.uint8)
-    out = np.empty(n, dtype=np.uint64)
-    lo = 0
-    while lo < n:
-        # Rows in chunks of about _HASH_CHUNK_BYTES, so the power tables stay small.
-        hi = int(np.searchsorted(offsets, offsets[lo] + _HASH_CHUNK_BYTES, side="right")) - 1
-        hi = min(n, max(hi, lo + 1))
-        base, end = int(offsets[lo]), int(offsets[hi])
-        powers, inverses = _power_tables(end - base + 1)
-        prefix = np.empty(end - base + 1, dtype=np.uint64)
-        prefix[0] = 0
-        weighted = prefix[1:]
-        np.multiply(data[base:end], powers[: end - base], out=weighted)
-        np.cumsum(weighted, out=weighted)
-        starts, stops = offsets[lo:hi] - base, offsets[lo + 1 : hi + 1] - base
-        sums = (prefix[stops] - prefix[starts]) * inverses[starts]
-        out[lo:hi] = _mix64(sums ^ ((stops - starts).astype(np.uint64) * np.uint64(0xD6E8FEB86659FD93)))
-        lo = hi
-    return out
 
 
 class StringSet:
@@ -234,7 +176,7 @@ class StringSet:
 
     Values are indexed by a 64-bit hash (sorted, with a bitmap over its top bits as in DigestSet); a query
     whose hash is present is then compared with the stored string itself, so collisions cost time, never
-    correctness.
+    correctness. The lookup is one compiled pass over the Arrow buffers (`stringset_kernels`).
     """
 
     def __init__(self, values: pa.Array | pa.ChunkedArray) -> None:
@@ -242,7 +184,7 @@ class StringSet:
             values = values.combine_chunks()
         self.has_null = values.null_count > 0
         values = values.drop_null() if self.has_null else values
-        hashes = string_hashes(values)
+        hashes = hash_strings(values)
         self.order = np.argsort(hashes, kind="stable")
         self.hashes = hashes[self.order]
         self.values = values
@@ -271,28 +213,6 @@ class StringSet:
         hits = np.full(n, -1, dtype=np.int64)
         if n == 0 or len(self) == 0:
             return hits
-        valid = np.asarray(queries.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
         if queries.type != self.values.type:
             queries = queries.cast(self.values.type)
-        qhash = string_hashes(queries)
-        slot = (qhash >> np.uint64(64 - self.bits)).astype(np.int64)
-        candidates = ((self.bitmap[slot >> 3] >> (slot & 7).astype(np.uint8)) & 1).astype(bool) & valid
-        idx = np.flatnonzero(candidates)
-        if len(idx) == 0:
-            return hits
-        pos = np.minimum(np.searchsorted(self.hashes, qhash[idx]), len(self) - 1)
-        same = self.hashes[pos] == qhash[idx]
-        idx, pos = idx[same], pos[same]
-        if len(idx) == 0:
-            return hits
-        wanted = self.values.take(pa.array(self.order[pos]))
-        equal = np.asarray(pc.equal(queries.take(pa.array(idx)), wanted).to_numpy(zero_copy_only=False), dtype=bool)
-        hits[idx[equal]] = self.order[pos[equal]]
-        # A hash shared by distinct strings: look through every stored string with that hash.
-        for i, p in zip(idx[~equal], pos[~equal], strict=True):
-            end = int(np.searchsorted(self.hashes, self.hashes[p], side="right"))
-            stored = self.values.take(pa.array(self.order[p:end])).to_pylist()
-            query = queries[int(i)].as_py()
-            if query in stored:
-                hits[i] = self.order[p + stored.index(query)]
-        return hits
+        return lookup(queries, self.bitmap, self.bits, self.hashes, self.order, self.values)

@@ -1,0 +1,119 @@
+"""Compiled StringSet lookups: hash, bitmap test, binary search and byte comparison of every query in one pass
+over the Arrow buffers (no per-query Python, no intermediate arrays).
+
+numba is imported and the kernels compiled (or loaded from numba's cache) on first use, as for the caption and URL
+kernels: a command that never looks a string up does not pay for it.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+_FNV_OFFSET = np.uint64(0xCBF29CE484222325)
+_FNV_PRIME = np.uint64(0x100000001B3)
+
+
+def string_buffers(strings: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(data bytes, offsets as int64, validity) of a string or binary array, zero-copy where Arrow allows."""
+    n = len(strings)
+    width = np.int64 if strings.type in (pa.large_string(), pa.large_binary()) else np.int32
+    buffers = strings.buffers()
+    offsets = np.frombuffer(buffers[1], dtype=width)[strings.offset : strings.offset + n + 1].astype(np.int64)
+    data = np.frombuffer(buffers[2], dtype=np.uint8) if buffers[2] is not None else np.zeros(0, dtype=np.uint8)
+    valid = np.asarray(strings.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+    return data, offsets, valid
+
+
+@cache
+def _kernels() -> Any:
+    import numba
+
+    jit = numba.njit(cache=True, nogil=True)
+
+    @jit
+    def hash_one(data: np.ndarray, start: int, stop: int) -> np.uint64:
+        # FNV-1a over the bytes, then a 64-bit finaliser (splitmix64) so the top bits (the bitmap's) are mixed.
+        h = _FNV_OFFSET
+        for j in range(start, stop):
+            h = (h ^ np.uint64(data[j])) * _FNV_PRIME
+        h ^= np.uint64(stop - start) * np.uint64(0xD6E8FEB86659FD93)
+        h = (h ^ (h >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        h = (h ^ (h >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return h ^ (h >> np.uint64(31))
+
+    @jit
+    def hash_all(data: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+        n = len(offsets) - 1
+        out = np.empty(n, dtype=np.uint64)
+        for i in range(n):
+            out[i] = hash_one(data, offsets[i], offsets[i + 1])
+        return out
+
+    @jit
+    def positions(
+        qdata: np.ndarray,
+        qoffsets: np.ndarray,
+        qvalid: np.ndarray,
+        bitmap: np.ndarray,
+        bits: int,
+        hashes: np.ndarray,
+        order: np.ndarray,
+        sdata: np.ndarray,
+        soffsets: np.ndarray,
+    ) -> np.ndarray:
+        n = len(qoffsets) - 1
+        out = np.full(n, -1, dtype=np.int64)
+        m = len(hashes)
+        shift = np.uint64(64 - bits)
+        for i in range(n):
+            if not qvalid[i]:
+                continue
+            start, stop = qoffsets[i], qoffsets[i + 1]
+            h = hash_one(qdata, start, stop)
+            slot = np.int64(h >> shift)
+            if not (bitmap[slot >> 3] >> (slot & 7)) & 1:
+                continue
+            lo, hi = 0, m
+            while lo < hi:  # first stored hash >= h
+                mid = (lo + hi) >> 1
+                if hashes[mid] < h:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            while lo < m and hashes[lo] == h:  # every stored string with this hash (collisions are rare)
+                p = order[lo]
+                a, b = soffsets[p], soffsets[p + 1]
+                if b - a == stop - start:
+                    same = True
+                    for k in range(stop - start):
+                        if sdata[a + k] != qdata[start + k]:
+                            same = False
+                            break
+                    if same:
+                        out[i] = p
+                        break
+                lo += 1
+        return out
+
+    return hash_all, positions
+
+
+def hash_strings(strings: pa.Array) -> np.ndarray:
+    """The kernels' 64-bit hash of each value (null slots hash their empty span)."""
+    if len(strings) == 0:
+        return np.zeros(0, dtype=np.uint64)
+    data, offsets, _ = string_buffers(strings)
+    return _kernels()[0](data, offsets)
+
+
+def lookup(
+    queries: pa.Array, bitmap: np.ndarray, bits: int, hashes: np.ndarray, order: np.ndarray, stored: pa.Array
+) -> np.ndarray:
+    """Index (in `stored`) of each query, -1 where absent or null."""
+    qdata, qoffsets, qvalid = string_buffers(queries)
+    sdata, soffsets, _ = string_buffers(stored)
+    return _kernels()[1](qdata, qoffsets, qvalid, bitmap, bits, hashes, order, sdata, soffsets)
