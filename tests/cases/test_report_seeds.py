@@ -78,3 +78,19 @@ def test_confirmed_cases_become_seed_findings(store_url: str, tmp_path: Path) ->
     assert rows[0]["evidence"] == f"case {confirmed} confirmed (track-7)"
     assert case_seed_findings(store_url, run_keys={"b", "zzz"}).column("key").to_pylist() == ["b"]
     assert seed_identities(store_url) == {"md5": [MD5_A], "pdq": [], "keys": ["a", "b"]}
+
+
+def test_csv_cells_never_become_spreadsheet_formulas() -> None:
+    """Keys and URLs come from scraped data: a cell a spreadsheet would evaluate is written as text."""
+    from safeset.cases.report import _csv
+
+    record = {
+        "case_id": 1,
+        "keys": ["=HYPERLINK(\"http://x\")", "plain", "-2+3", "@SUM(A1)"],
+        "urls": ["+cmd|' /C calc'!A0"],
+        "detection": ["md5/known"],
+    }
+    text, count = _csv([record])
+    rows = list(csv.DictReader(text.splitlines()))
+    assert count == 4 and [r["key"] for r in rows] == ["'=HYPERLINK(\"http://x\")", "plain", "'-2+3", "'@SUM(A1)"]
+    assert all(r["urls"].startswith("'+") for r in rows)

@@ -117,9 +117,23 @@ def _csv(records: list[dict[str, Any]]) -> tuple[str, int]:
         for key in record["keys"] or [""]:
             row = {name: record.get(name) for name in CSV_FIELDS if name in record}
             row.update(key=key, urls=" | ".join(record["urls"]), detection=" | ".join(record["detection"]))
-            writer.writerow({k: "" if v is None else v for k, v in row.items() if k in CSV_FIELDS})
+            writer.writerow({k: _cell(v) for k, v in row.items() if k in CSV_FIELDS})
             count += 1
     return buffer.getvalue(), count
+
+
+#: A cell starting with one of these is a formula to a spreadsheet; URLs and keys come from scraped data.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(value: object) -> object:
+    """A CSV cell that a spreadsheet opening the report shows as text, never evaluates (OWASP's CSV injection
+    advice: prefix a quote)."""
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
 
 
 def _xml_text(value: object) -> str:
