@@ -24,7 +24,7 @@ import pyarrow as pa
 
 from safeset.errors import InputError, SafesetError
 from safeset.fsutil import read_parquet
-from safeset.rundir import load_json, shard_file
+from safeset.rundir import RunDir, load_json, shard_file
 
 REQUIRED_COLUMNS = ("key", "shard", "row", "detector", "bank", "evidence", "action")
 DIGEST_LENGTHS = {"md5": 32, "sha1": 40, "sha256": 64}
@@ -83,7 +83,7 @@ def evidence_digests(evidence: str) -> dict[str, str]:
 
 
 def read_findings(run_dir: Path) -> list[dict[str, Any]]:
-    path = run_dir / "findings.parquet"
+    path = RunDir(run_dir).findings
     if not path.is_file():
         raise SafesetError(f"{run_dir}: no findings.parquet here; give the folder of a finished scan")
     try:
@@ -152,7 +152,7 @@ def _dataset_facts(run_dir: Path, wanted: dict[str, set[int]], facts: dict[tuple
     from safeset.io.columns import ColumnOptions
     from safeset.io.detect import open_dataset
 
-    config = load_json(run_dir / "run.json", "run record").get("config") or {}
+    config = load_json(RunDir(run_dir).run_json, "run record").get("config") or {}
     columns = config.get("columns") or {}
     options = ColumnOptions(
         url_col=columns.get("url_col"),

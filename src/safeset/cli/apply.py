@@ -98,7 +98,7 @@ def audit_roadmap(
     seed: Annotated[int, typer.Option("--seed", help="Seed of the folds.")] = 0,
 ) -> None:
     """Train a classifier to tell true removals from decoys; print AUC and top-1 % precision; record them."""
-    from safeset.manifest.audit import audit_release
+    from safeset.release.audit import audit_release
 
     figures = audit_release(run_dir, release, folds=folds, seed=seed)
     bound = (figures.get("roadmap") or {}).get("achieved_bound")

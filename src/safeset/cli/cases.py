@@ -15,6 +15,7 @@ from rich.table import Table
 
 from safeset.cli.common import console, friendly, out
 from safeset.errors import InputError, SafesetError
+from safeset.rundir import RunDir
 
 cases_app = typer.Typer(
     no_args_is_help=True,
@@ -57,7 +58,7 @@ def cases_import(
     ] = False,
 ) -> None:
     """Add a run's findings to the case store; known items gain occurrences, new ones become candidates."""
-    if not (run_dir / "findings.parquet").is_file():
+    if not RunDir(run_dir).findings.is_file():
         raise SafesetError(f"{run_dir}: no findings.parquet here; give the folder of a finished scan")
     store = _open(cases or str(run_dir / "cases.db"), create=True)
     try:
@@ -201,7 +202,6 @@ def cases_withheld(
     import pyarrow.parquet as pq
 
     from safeset.cases.model import CaseState
-    from safeset.rundir import RunDir
 
     records = RunDir(run_dir).releases
     chosen = (

@@ -44,9 +44,8 @@ from safeset.io.detect import open_dataset
 from safeset.io.location import LocationSpec, config_dataset, normalised_spec, parquet_source
 from safeset.io.parquet import ParquetDataset
 from safeset.policy.actions import Action, ReleasePolicy, strongest_per_row
-from safeset.rundir import is_inside_dataset, load_json, load_parquet, pin_shard, shard_file
+from safeset.rundir import RunDir, is_inside_dataset, load_json, load_parquet, pin_shard
 
-RELEASES_FOLDER = "releases"
 #: What a release record keeps of each removed row's findings (never evidence such as URLs or term lines).
 REMOVED_COLUMNS = ("key", "shard", "row", "detector", "bank", "action")
 
@@ -95,8 +94,8 @@ def clean_dataset(
     `on_shard` each shard's account, in shard order, once all are written.
     """
     policy = policy or ReleasePolicy()
-    summary_path = run_dir / "summary.json"
-    run_path = run_dir / "run.json"
+    files = RunDir(run_dir)
+    summary_path, run_path = files.summary, files.run_json
     if not summary_path.is_file() or not run_path.is_file():
         raise SafesetError(f"{run_dir} holds no finished scan (summary.json missing); run `safeset scan` first")
     summary = load_json(summary_path, "scan summary")
@@ -122,8 +121,8 @@ def clean_dataset(
             f"the scan in {run_dir} did not read the images (--metadata-only), and {dataset} carries image bytes: "
             "a release carries only bytes the scan checked; scan without --metadata-only first"
         )
-    findings = load_parquet(run_dir / "findings.parquet", FINDINGS_SCHEMA)
-    errors = load_parquet(run_dir / "errors.parquet", ERRORS_SCHEMA)
+    findings = load_parquet(files.findings, FINDINGS_SCHEMA)
+    errors = load_parquet(files.errors, ERRORS_SCHEMA)
     findings_by_shard, errors_by_shard = split_by_shard(findings), split_by_shard(errors)
     empty_findings, empty_errors = findings.slice(0, 0), errors.slice(0, 0)
     per_shard = {r["shard"]: r for r in summary["shards"]}
@@ -212,7 +211,7 @@ def clean_dataset(
         if roadmap is not None:
             manifest["roadmap"] = roadmap
         # Counts only; kept under _safeset/ so img2dataset's "*.json means finished shard" rule ignores it.
-        write_json(staging / "_safeset" / "release.json", _public_manifest(manifest))
+        write_json(staging / "_safeset" / "release.json", public_manifest(manifest))
         record = _write_record(run_dir, release_id, manifest, removed_parts)
         try:
             if decoy_plan is not None:
@@ -351,7 +350,7 @@ def _clean_shard(
         withheld.update(removed_rows, cover_rows)
     drop = np.array(sorted(dropped), dtype=np.int64)
     drop = _positions_by_key(fmt, shard, drop, mine, my_errors)
-    members_path = shard_file(run_dir, shard.id, ".members.parquet")
+    members_path = RunDir(run_dir).shard_file(shard.id, ".members.parquet")
     members = load_parquet(members_path, MEMBERS_SCHEMA) if members_path.is_file() else None
     written = fmt.write_shard(shard, drop, staging, members)
     account = ShardAccount(
@@ -483,8 +482,8 @@ def _positions_by_key(
 
 def _write_record(run_dir: Path, release_id: str, manifest: dict[str, Any], removed_parts: list[pa.Table]) -> Path:
     """The release's private record: removed keys and full accounting, in a folder of its own."""
-    record = run_dir / RELEASES_FOLDER / release_id
-    make_private_dir(run_dir / RELEASES_FOLDER)
+    record = RunDir(run_dir).release_record(release_id)
+    make_private_dir(RunDir(run_dir).releases)
     make_private_dir(record)
     removed = (
         pa.concat_tables(removed_parts)
@@ -520,7 +519,7 @@ def _cover_rows(shard: str, rows_in: int, rate: float, seed: int, taken: set[int
     return [r for r in chosen if r not in taken]
 
 
-def _public_manifest(manifest: dict[str, Any]) -> dict[str, Any]:
+def public_manifest(manifest: dict[str, Any]) -> dict[str, Any]:
     """Per-shard counts without the run directory's path, any keys, or the release's private record id."""
     public = {
         k: v

@@ -20,6 +20,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from safeset.errors import SafesetError
+from safeset.rundir import RunDir
 
 # Evidence shapes written by the matchers (match/pdq.py, match/duplicates.py, match/neighbors.py, triage/):
 #   pdq:<64 hex> L3 distance 12 (original, quality 90)   copy of <key> (pdq distance 7)
@@ -177,9 +178,9 @@ def gather(
     run_dir: Path, release_dir: Path | None = None, cases_url: str | None = None, options: ReportOptions | None = None
 ) -> ReportData:
     options = options or ReportOptions()
-    summary_path = run_dir / "summary.json"
+    summary_path = RunDir(run_dir).summary
     summary = _read_json(summary_path, "scan summary (is the scan finished?)")
-    findings = _read_findings(run_dir / "findings.parquet")
+    findings = _read_findings(RunDir(run_dir).findings)
     notes = []
 
     evidence = findings["evidence"]

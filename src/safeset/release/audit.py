@@ -17,28 +17,28 @@ from safeset.errors import SafesetError
 from safeset.fsutil import read_parquet, write_json
 from safeset.manifest.adversary import audit_withheld
 from safeset.manifest.release import WITHHELD_NAME
+from safeset.release.clean import public_manifest
+from safeset.rundir import RunDir
 
 ROADMAP_NAME = "roadmap.json"
 
 
 def find_record(run_dir: Path, release: Path) -> Path:
     """The private record of the release published at `release`."""
-    from safeset.release.clean import RELEASES_FOLDER, _public_manifest
-
     public_path = release / "_safeset" / "release.json"
     try:
         public = json.loads(public_path.read_text("utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise SafesetError(f"{public_path}: not a readable safeset release ({exc})") from None
-    records = sorted((run_dir / RELEASES_FOLDER).glob("*/accounting.json"))
+    records = sorted(RunDir(run_dir).releases.glob("*/accounting.json"))
     for accounting in records:
         try:
             full = json.loads(accounting.read_text("utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError):
             continue
-        if json.loads(json.dumps(_public_manifest(full), default=str)) == public:
+        if json.loads(json.dumps(public_manifest(full), default=str)) == public:
             return accounting.parent
-    raise SafesetError(f"no release record in {run_dir / RELEASES_FOLDER} matches {release}")
+    raise SafesetError(f"no release record in {RunDir(run_dir).releases} matches {release}")
 
 
 def audit_release(run_dir: Path, release: Path, folds: int = 5, seed: int = 0) -> dict[str, Any]:
