@@ -97,3 +97,29 @@ def test_python_lower_table_matches_str_lower() -> None:
             assert chr(table[ord(char)]) == lowered
         else:
             assert table[ord(char)] == 0xFFFFFFFF
+
+
+@FUZZ
+@given(st.lists(st.one_of(plain_urls(), real_urls(), st.none()), min_size=1, max_size=24), st.integers(0, 3))
+@example(["https://bücher.de/a", "https://a.com/x", "https://bücher.de/b"], 0)  # fallback rows first and last
+@example(["https://bücher.de/a", None, "https://bücher.de/b", "https://bücher.de/c"], 1)
+def test_form_bytes_and_their_digests_equal_the_arrow_path(urls: list[str | None], cut: int) -> None:
+    """The shared byte buffer a batch's form lives in (rows the scalar path fixed spliced in) holds exactly the
+    reference's strings, and MD5 straight from it equals hashlib's of each string."""
+    array = pa.array(["https://pad.example/"] * cut + urls, type=pa.string()).slice(cut)
+    for name, compute in (("te", url_kernels.te_bytes), ("canonical", url_kernels.canonical_bytes)):
+        reference = NORMALIZERS[name]
+        form = compute(array, reference.normalize)
+        assert form.offsets[0] == 0 and (form.offsets[1:] >= form.offsets[:-1]).all()
+        assert form.offsets[-1] == len(form.data)
+        rows = [
+            bytes(form.data[form.offsets[i] : form.offsets[i + 1]]).decode() if form.valid[i] else None
+            for i in range(len(urls))
+        ]
+        expected = [None if url is None else reference.normalize(url) for url in urls]
+        assert rows == expected, name
+        assert form.to_arrow().to_pylist() == expected, name
+        digests, valid = url_kernels.digest_bytes(form.data, form.offsets, form.valid, "md5")
+        assert valid.tolist() == [url is not None for url in urls]
+        for row, value in enumerate(expected):
+            assert bytes(digests[row]) == (bytes(16) if value is None else hashlib.md5(value.encode()).digest())

@@ -435,9 +435,12 @@ def _k_canonical(
     return out[:at], out_offsets, fallback
 
 
-# MD5 (RFC 1321) constants: per step, the shift, the sine-derived constant and the message word it reads.
-_MD5_SHIFTS = np.array([7, 12, 17, 22] * 4 + [5, 9, 14, 20] * 4 + [4, 11, 16, 23] * 4 + [6, 10, 15, 21] * 4)
-_MD5_K = np.array([int(abs(np.sin(i + 1)) * 2**32) & 0xFFFFFFFF for i in range(64)], dtype=np.uint64)
+# MD5 (RFC 1321) constants: per step, the shift, the sine-derived constant and the message word it reads. The
+# kernels read them as module globals, which numba freezes into the compiled code as constants.
+_MD5_SHIFTS = np.array(
+    [7, 12, 17, 22] * 4 + [5, 9, 14, 20] * 4 + [4, 11, 16, 23] * 4 + [6, 10, 15, 21] * 4, dtype=np.uint32
+)
+_MD5_K = np.array([int(abs(np.sin(i + 1)) * 2**32) & 0xFFFFFFFF for i in range(64)], dtype=np.uint32)
 _MD5_WORD = np.array(
     list(range(16))
     + [(5 * j + 1) % 16 for j in range(16, 32)]
@@ -448,74 +451,55 @@ _MD5_WORD = np.array(
 
 
 @_jit
-def _k_md5_block(
-    source: np.ndarray,
-    at: int,
-    words: np.ndarray,
-    state: np.ndarray,
-    shifts: np.ndarray,
-    constants: np.ndarray,
-    order: np.ndarray,
-) -> None:
-    """One 64-byte block, source[at:at + 64], into the state (32-bit words held in uint64, masked)."""
+def _k_md5_block(source: np.ndarray, at: int, words: np.ndarray, state: np.ndarray) -> None:
+    """One 64-byte block, source[at:at + 64], into the state. 32-bit words throughout (each sum cast back to
+    uint32 wraps as MD5 wants), so no masking."""
     for j in range(16):
         p = at + 4 * j
         words[j] = (
-            np.uint64(source[p])
-            | (np.uint64(source[p + 1]) << np.uint64(8))
-            | (np.uint64(source[p + 2]) << np.uint64(16))
-            | (np.uint64(source[p + 3]) << np.uint64(24))
+            np.uint32(source[p])
+            | (np.uint32(source[p + 1]) << np.uint32(8))
+            | (np.uint32(source[p + 2]) << np.uint32(16))
+            | (np.uint32(source[p + 3]) << np.uint32(24))
         )
-    mask = np.uint64(0xFFFFFFFF)
-    thirty_two = np.uint64(32)
+    thirty_two = np.uint32(32)
     a, b, c, d = state[0], state[1], state[2], state[3]
     # The four rounds as four branch-free loops.
     for j in range(16):
-        f = (d ^ (b & (c ^ d))) + a + constants[j] + words[order[j]]
-        s = np.uint64(shifts[j])
-        f &= mask
+        f = np.uint32(np.uint32(d ^ (b & (c ^ d))) + a + _MD5_K[j] + words[_MD5_WORD[j]])
+        s = _MD5_SHIFTS[j]
         a, d, c = d, c, b
-        b = (b + (((f << s) | (f >> (thirty_two - s))) & mask)) & mask
+        b = np.uint32(b + np.uint32((f << s) | (f >> (thirty_two - s))))
     for j in range(16, 32):
-        f = (c ^ (d & (b ^ c))) + a + constants[j] + words[order[j]]
-        s = np.uint64(shifts[j])
-        f &= mask
+        f = np.uint32(np.uint32(c ^ (d & (b ^ c))) + a + _MD5_K[j] + words[_MD5_WORD[j]])
+        s = _MD5_SHIFTS[j]
         a, d, c = d, c, b
-        b = (b + (((f << s) | (f >> (thirty_two - s))) & mask)) & mask
+        b = np.uint32(b + np.uint32((f << s) | (f >> (thirty_two - s))))
     for j in range(32, 48):
-        f = (b ^ c ^ d) + a + constants[j] + words[order[j]]
-        s = np.uint64(shifts[j])
-        f &= mask
+        f = np.uint32(np.uint32(b ^ c ^ d) + a + _MD5_K[j] + words[_MD5_WORD[j]])
+        s = _MD5_SHIFTS[j]
         a, d, c = d, c, b
-        b = (b + (((f << s) | (f >> (thirty_two - s))) & mask)) & mask
+        b = np.uint32(b + np.uint32((f << s) | (f >> (thirty_two - s))))
     for j in range(48, 64):
-        f = (c ^ ((b | (~d)) & mask)) + a + constants[j] + words[order[j]]
-        s = np.uint64(shifts[j])
-        f &= mask
+        f = np.uint32(np.uint32(c ^ (b | np.uint32(~d))) + a + _MD5_K[j] + words[_MD5_WORD[j]])
+        s = _MD5_SHIFTS[j]
         a, d, c = d, c, b
-        b = (b + (((f << s) | (f >> (thirty_two - s))) & mask)) & mask
-    state[0] = (state[0] + a) & mask
-    state[1] = (state[1] + b) & mask
-    state[2] = (state[2] + c) & mask
-    state[3] = (state[3] + d) & mask
+        b = np.uint32(b + np.uint32((f << s) | (f >> (thirty_two - s))))
+    state[0] = np.uint32(state[0] + a)
+    state[1] = np.uint32(state[1] + b)
+    state[2] = np.uint32(state[2] + c)
+    state[3] = np.uint32(state[3] + d)
 
 
 @_jit
-def _k_md5_rows(
-    data: np.ndarray,
-    offsets: np.ndarray,
-    valid: np.ndarray,
-    shifts: np.ndarray,
-    constants: np.ndarray,
-    order: np.ndarray,
-) -> np.ndarray:
+def _k_md5_rows(data: np.ndarray, offsets: np.ndarray, valid: np.ndarray) -> np.ndarray:
     """MD5 of every valid row (zero digests for nulls): whole blocks straight from `data`, the padded tail
     (one or two blocks) from a scratch buffer."""
     n = len(valid)
     digests = np.zeros((n, 16), dtype=np.uint8)
     tail = np.zeros(128, dtype=np.uint8)
-    state = np.empty(4, dtype=np.uint64)
-    words = np.empty(16, dtype=np.uint64)
+    state = np.empty(4, dtype=np.uint32)
+    words = np.empty(16, dtype=np.uint32)
     for row in range(n):
         if not valid[row]:
             continue
@@ -523,7 +507,7 @@ def _k_md5_rows(
         state[0], state[1], state[2], state[3] = 0x67452301, 0xEFCDAB89, 0x98BADCFE, 0x10325476
         whole = length // 64
         for k in range(whole):
-            _k_md5_block(data, start + 64 * k, words, state, shifts, constants, order)
+            _k_md5_block(data, start + 64 * k, words, state)
         rest = length - 64 * whole
         tail_size = 64 if rest < 56 else 128
         for j in range(rest):
@@ -534,12 +518,12 @@ def _k_md5_rows(
         bits = np.uint64(length) * np.uint64(8)
         for j in range(8):
             tail[tail_size - 8 + j] = (bits >> np.uint64(8 * j)) & np.uint64(0xFF)
-        _k_md5_block(tail, 0, words, state, shifts, constants, order)
+        _k_md5_block(tail, 0, words, state)
         if tail_size == 128:
-            _k_md5_block(tail, 64, words, state, shifts, constants, order)
+            _k_md5_block(tail, 64, words, state)
         for w in range(4):
             for j in range(4):
-                digests[row, 4 * w + j] = (state[w] >> np.uint64(8 * j)) & np.uint64(0xFF)
+                digests[row, 4 * w + j] = (state[w] >> np.uint32(8 * j)) & np.uint32(0xFF)
     return digests
 
 
@@ -576,7 +560,22 @@ _UNRESERVED_BYTES = np.zeros(256, dtype=np.bool_)
 _UNRESERVED_BYTES[:128] = _safe_table(b"")
 
 
-def te_form(array: pa.Array, scalar: Any) -> pa.Array:
+@dataclass(frozen=True)
+class FormBytes:
+    """One normal form of a batch's URLs as one byte buffer + offsets: row i is data[offsets[i]:offsets[i + 1]]
+    where valid[i]. Computed once per batch and shared by every user (StringSet lookups, MD5), so that no Arrow
+    array is built unless a matcher asks for one."""
+
+    offsets: np.ndarray  # int64, rows + 1
+    data: np.ndarray  # uint8
+    valid: np.ndarray  # bool
+    source: StringBuffers  # the URLs the form was computed from (nulls and string type for `to_arrow`)
+
+    def to_arrow(self) -> pa.Array:
+        return _to_arrow(self.source, self.offsets, self.data)
+
+
+def te_bytes(array: pa.Array, scalar: Any) -> FormBytes:
     """The `te` form of every row; `scalar` (a str -> str function) for the rows the kernel flags."""
     _compile_kernels()
     source = string_buffers(array)
@@ -586,7 +585,7 @@ def te_form(array: pa.Array, scalar: Any) -> pa.Array:
     return _finish("te", source, data, offsets, fallback, scalar)
 
 
-def canonical_form(array: pa.Array, scalar: Any) -> pa.Array:
+def canonical_bytes(array: pa.Array, scalar: Any) -> FormBytes:
     """The `canonical` form of every row; `scalar` for the rows the kernel flags."""
     _compile_kernels()
     source = string_buffers(array)
@@ -596,22 +595,50 @@ def canonical_form(array: pa.Array, scalar: Any) -> pa.Array:
     return _finish("canonical", source, data, offsets, fallback, scalar)
 
 
+def te_form(array: pa.Array, scalar: Any) -> pa.Array:
+    return te_bytes(array, scalar).to_arrow()
+
+
+def canonical_form(array: pa.Array, scalar: Any) -> pa.Array:
+    return canonical_bytes(array, scalar).to_arrow()
+
+
+@_jit
+def _k_splice(
+    data: np.ndarray, offsets: np.ndarray, rows: np.ndarray, fixed: np.ndarray, fixed_offsets: np.ndarray
+) -> tuple:
+    """The kernel's output with the scalar path's bytes put into the rows it left empty (`rows`, ascending):
+    the kernel's bytes between two such rows move as one block."""
+    n = len(offsets) - 1
+    out = np.empty(len(data) + len(fixed), dtype=np.uint8)
+    shift = np.zeros(n + 1, dtype=np.int64)  # bytes inserted before each row's start
+    copied = 0  # kernel bytes moved so far
+    added = 0
+    for k in range(len(rows)):
+        row = rows[k]
+        until = offsets[row]  # the row is empty in `data`: its bytes go here
+        out[copied + added : until + added] = data[copied:until]
+        size = fixed_offsets[k + 1] - fixed_offsets[k]
+        out[until + added : until + added + size] = fixed[fixed_offsets[k] : fixed_offsets[k + 1]]
+        copied = until
+        added += size
+        shift[row + 1] = size
+    out[copied + added :] = data[copied:]
+    return out, offsets + np.cumsum(shift)
+
+
 def _finish(
     form: str, source: StringBuffers, data: np.ndarray, offsets: np.ndarray, fallback: np.ndarray, scalar: Any
-) -> pa.Array:
+) -> FormBytes:
     rows = np.flatnonzero(fallback)
     STATS.add(form, int(source.valid.sum()), len(rows))
     if len(rows):
         originals = source.array.take(pa.array(rows)).to_pylist()
         fixed = [scalar(url).encode("utf-8") for url in originals]
-        # The kernel left these rows empty: insert their bytes where each starts (one vectorised insert).
-        sizes = np.array([len(f) for f in fixed], dtype=np.int64)
-        data = np.insert(data, np.repeat(offsets[rows], sizes), np.frombuffer(b"".join(fixed), dtype=np.uint8))
-        lengths = np.diff(offsets)
-        lengths[rows] = sizes
-        offsets = np.zeros(len(offsets), dtype=np.int64)
-        np.cumsum(lengths, out=offsets[1:])
-    return _to_arrow(source, offsets, data)
+        fixed_offsets = np.zeros(len(fixed) + 1, dtype=np.int64)
+        np.cumsum([len(f) for f in fixed], out=fixed_offsets[1:])
+        data, offsets = _k_splice(data, offsets, rows, np.frombuffer(b"".join(fixed), dtype=np.uint8), fixed_offsets)
+    return FormBytes(offsets, data, source.valid, source)
 
 
 def digest_strings(array: pa.Array, algorithm: str) -> tuple[np.ndarray, np.ndarray]:
@@ -620,16 +647,25 @@ def digest_strings(array: pa.Array, algorithm: str) -> tuple[np.ndarray, np.ndar
     MD5 runs as one compiled loop over the buffers; SHA-1 and SHA-256 go through hashlib, one call per row from a
     single `bytes` copy of the data (no Arrow or numpy work per row)."""
     source = string_buffers(array)
+    return digest_bytes(source.data, source.offsets, source.valid, algorithm)
+
+
+def digest_bytes(
+    data: np.ndarray, offsets: np.ndarray, valid: np.ndarray, algorithm: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """`digest_strings` over rows given as bytes + int64 offsets (a `FormBytes`), with no Arrow in between."""
     if algorithm == "md5":
         _compile_kernels()
-        digests = _k_md5_rows(source.data, source.offsets, source.valid, _MD5_SHIFTS, _MD5_K, _MD5_WORD)
-        return digests, source.valid
+        return _k_md5_rows(data, offsets, valid), valid
     make = getattr(hashlib, algorithm)
     size = make().digest_size
-    data = source.data.tobytes()
-    bounds = source.offsets.tolist()
+    joined_data = data.tobytes()
+    bounds = offsets.tolist()
     absent = bytes(size)
     joined = b"".join(
-        [make(data[bounds[i] : bounds[i + 1]]).digest() if ok else absent for i, ok in enumerate(source.valid.tolist())]
+        [
+            make(joined_data[bounds[i] : bounds[i + 1]]).digest() if ok else absent
+            for i, ok in enumerate(valid.tolist())
+        ]
     )
-    return np.frombuffer(joined, dtype=np.uint8).reshape(len(bounds) - 1, size).copy(), source.valid
+    return np.frombuffer(joined, dtype=np.uint8).reshape(len(bounds) - 1, size).copy(), valid

@@ -103,10 +103,10 @@ class UrlMatcher(Matcher):
         matched: np.ndarray | None = None
         evidence: np.ndarray | None = None
         for name, values in self.sets.items():
-            forms = signals.url_form(name)
+            forms = signals.url_form_bytes(name)
             if forms is None:
                 return []
-            found = values.positions(forms)
+            found = values.positions_bytes(forms.data, forms.offsets, forms.valid)
             if matched is None:
                 matched, evidence = np.zeros(len(found), dtype=bool), np.empty(len(found), dtype=object)
             new = (found >= 0) & ~matched  # the first form in the bank's order that matched is reported
