@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 
+import numpy as np
 import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, example, given, settings
@@ -123,3 +124,27 @@ def test_form_bytes_and_their_digests_equal_the_arrow_path(urls: list[str | None
         assert valid.tolist() == [url is not None for url in urls]
         for row, value in enumerate(expected):
             assert bytes(digests[row]) == (bytes(16) if value is None else hashlib.md5(value.encode()).digest())
+
+
+@FUZZ
+@given(st.lists(st.one_of(plain_urls(), real_urls(), st.none()), min_size=1, max_size=24))
+@example(["https://a.com/x", "https://a.com/X", None, "https://bücher.de/a", "HTTPS://A.COM/x?"])
+def test_digests_shared_between_identical_forms_equal_hashlib(urls: list[str | None]) -> None:
+    """A batch's second form takes the first's digest where the two are byte-identical (and only there): every
+    digest still equals hashlib's of its own form, in either order of asking."""
+    from safeset.io.batch import RowBatch
+    from safeset.signals.compute import Signals
+
+    array = pa.array(urls, type=pa.string())
+    expected = {name: [None if u is None else norm.normalize(u) for u in urls] for name, norm in NORMALIZERS.items()}
+    for order in (("te", "canonical"), ("canonical", "te")):
+        signals = Signals(RowBatch("t", np.arange(len(urls)), None, urls=array), [])
+        for name in order:
+            digests, valid = signals.url_digest("md5", name)
+            assert valid.tolist() == [u is not None for u in urls]
+            for row, value in enumerate(expected[name]):
+                wanted = bytes(16) if value is None else hashlib.md5(value.encode()).digest()
+                assert bytes(digests[row]) == wanted, (name, value)
+        same = signals.url_forms_equal("te", "canonical")
+        pairs = zip(expected["te"], expected["canonical"], strict=True)
+        assert same.tolist() == [t is not None and t == c for t, c in pairs]

@@ -10,7 +10,7 @@ from safeset.signals import pdq
 from safeset.signals.digests import DIGEST_SIZES, hash_blobs, hex_to_digests
 from safeset.signals.images import DEFAULT_MAX_PIXELS, image_problem
 from safeset.signals.text import NormalizedText, TextNormalizer
-from safeset.signals.url_kernels import FormBytes, digest_bytes
+from safeset.signals.url_kernels import FormBytes, digest_bytes, rows_equal
 from safeset.signals.urls import NORMALIZERS, hosts_array
 
 
@@ -68,10 +68,26 @@ class Signals:
         forms = self.url_form_bytes(normalizer)
         if forms is None:
             return None
-        return self._memo(  # type: ignore[return-value]
-            f"url_digest:{algorithm}:{normalizer}",
-            lambda: digest_bytes(forms.data, forms.offsets, forms.valid, algorithm),
-        )
+
+        def compute() -> tuple[np.ndarray, np.ndarray]:
+            for other in NORMALIZERS:  # rows whose form equals one already hashed take that digest, unhashed
+                known = self._cache.get(f"url_digest:{algorithm}:{other}")
+                if other != normalizer and isinstance(known, tuple):
+                    same = self.url_forms_equal(normalizer, other)
+                    digests, _ = digest_bytes(forms.data, forms.offsets, forms.valid & ~same, algorithm)
+                    digests[same] = known[0][same]
+                    return digests, forms.valid
+            return digest_bytes(forms.data, forms.offsets, forms.valid, algorithm)
+
+        return self._memo(f"url_digest:{algorithm}:{normalizer}", compute)  # type: ignore[return-value]
+
+    def url_forms_equal(self, first: str, second: str) -> np.ndarray | None:
+        """Rows whose URL is byte-identical in both normal forms (most URLs: lower case, nothing to escape)."""
+        a, b = self.url_form_bytes(first), self.url_form_bytes(second)
+        if a is None or b is None:
+            return None
+        key = "url_equal:" + ":".join(sorted((first, second)))
+        return self._memo(key, lambda: rows_equal(a, b))  # type: ignore[return-value]
 
     def captions(self, normalizer: TextNormalizer) -> NormalizedText | None:
         """Captions normalised with these steps; banks built with the same steps share one computation."""

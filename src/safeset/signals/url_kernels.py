@@ -575,6 +575,35 @@ class FormBytes:
         return _to_arrow(self.source, self.offsets, self.data)
 
 
+@_jit
+def _k_rows_equal(
+    a_data: np.ndarray, a_offsets: np.ndarray, b_data: np.ndarray, b_offsets: np.ndarray, valid: np.ndarray
+) -> np.ndarray:
+    n = len(valid)
+    same = np.zeros(n, dtype=np.bool_)
+    for row in range(n):
+        if not valid[row]:
+            continue
+        a, b = a_offsets[row], b_offsets[row]
+        size = a_offsets[row + 1] - a
+        if b_offsets[row + 1] - b != size:
+            continue
+        equal = True
+        for k in range(size):
+            if a_data[a + k] != b_data[b + k]:
+                equal = False
+                break
+        same[row] = equal
+    return same
+
+
+def rows_equal(first: FormBytes, second: FormBytes) -> np.ndarray:
+    """Per row, whether two forms of the same URLs are byte-identical (both valid): for most URLs the `te` and
+    `canonical` forms are, and their digests and lookups need computing once."""
+    _compile_kernels()
+    return _k_rows_equal(first.data, first.offsets, second.data, second.offsets, first.valid & second.valid)
+
+
 def te_bytes(array: pa.Array, scalar: Any) -> FormBytes:
     """The `te` form of every row; `scalar` (a str -> str function) for the rows the kernel flags."""
     _compile_kernels()

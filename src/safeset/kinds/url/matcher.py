@@ -47,11 +47,15 @@ class UrlDigestMatcher(Matcher):
     def match(self, signals: Signals) -> list[Hits]:
         matched: np.ndarray | None = None
         evidence: np.ndarray | None = None
-        for form in self.forms:
+        for index, form in enumerate(self.forms):
             pair = signals.url_digest(self.algorithm, form)
             if pair is None:
                 return []
             digests, valid = pair
+            for earlier in self.forms[:index]:  # a row whose form equals an earlier one's was looked up already
+                same = signals.url_forms_equal(form, earlier)
+                if same is not None:
+                    valid = valid & ~same
             found = self.digests.lookup(digests, valid)
             mask = found >= 0
             if matched is None:
