@@ -632,27 +632,23 @@ def canonical_form(array: pa.Array, scalar: Any) -> pa.Array:
     return canonical_bytes(array, scalar).to_arrow()
 
 
-@_jit
-def _k_splice(
-    data: np.ndarray, offsets: np.ndarray, rows: np.ndarray, fixed: np.ndarray, fixed_offsets: np.ndarray
-) -> tuple:
+def _splice(
+    data: np.ndarray, offsets: np.ndarray, rows: np.ndarray, fixed: list[bytes]
+) -> tuple[np.ndarray, np.ndarray]:
     """The kernel's output with the scalar path's bytes put into the rows it left empty (`rows`, ascending):
-    the kernel's bytes between two such rows move as one block."""
-    n = len(offsets) - 1
-    out = np.empty(len(data) + len(fixed), dtype=np.uint8)
-    shift = np.zeros(n + 1, dtype=np.int64)  # bytes inserted before each row's start
-    copied = 0  # kernel bytes moved so far
-    added = 0
-    for k in range(len(rows)):
-        row = rows[k]
-        until = offsets[row]  # the row is empty in `data`: its bytes go here
+    the kernel's bytes between two such rows move as one block (numpy's memcpy; the rows are few)."""
+    sizes = np.fromiter((len(f) for f in fixed), dtype=np.int64, count=len(fixed))
+    out = np.empty(len(data) + int(sizes.sum()), dtype=np.uint8)
+    copied = added = 0
+    for row, value in zip(rows.tolist(), fixed, strict=True):
+        until = int(offsets[row])  # the row is empty in `data`: its bytes go here
         out[copied + added : until + added] = data[copied:until]
-        size = fixed_offsets[k + 1] - fixed_offsets[k]
-        out[until + added : until + added + size] = fixed[fixed_offsets[k] : fixed_offsets[k + 1]]
+        out[until + added : until + added + len(value)] = np.frombuffer(value, dtype=np.uint8)
         copied = until
-        added += size
-        shift[row + 1] = size
+        added += len(value)
     out[copied + added :] = data[copied:]
+    shift = np.zeros(len(offsets), dtype=np.int64)
+    shift[rows + 1] = sizes
     return out, offsets + np.cumsum(shift)
 
 
@@ -663,10 +659,7 @@ def _finish(
     STATS.add(form, int(source.valid.sum()), len(rows))
     if len(rows):
         originals = source.array.take(pa.array(rows)).to_pylist()
-        fixed = [scalar(url).encode("utf-8") for url in originals]
-        fixed_offsets = np.zeros(len(fixed) + 1, dtype=np.int64)
-        np.cumsum([len(f) for f in fixed], out=fixed_offsets[1:])
-        data, offsets = _k_splice(data, offsets, rows, np.frombuffer(b"".join(fixed), dtype=np.uint8), fixed_offsets)
+        data, offsets = _splice(data, offsets, rows, [scalar(url).encode("utf-8") for url in originals])
     return FormBytes(offsets, data, source.valid, source)
 
 
