@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
 import pyarrow as pa
@@ -30,7 +31,8 @@ _LOWER_TABLE_SIZE = 0x1F000  # no cased character lies above U+1E943 (Adlam)
 
 @dataclass
 class FallbackStats:
-    """Rows each compiled form handled, and rows it sent to the scalar reference (for benchmarks and logs)."""
+    """Rows each compiled form handled, and rows its first pass flagged: sent to the scalar reference, or (te's
+    non-ASCII hosts) to a second kernel pass after a per-host check (for benchmarks and logs)."""
 
     rows: dict[str, int] = field(default_factory=dict)
     fallback: dict[str, int] = field(default_factory=dict)
@@ -186,6 +188,7 @@ def _k_te(
     lower: np.ndarray,
     plain: np.ndarray,
     ascii_lower: np.ndarray,
+    unicode_host: bool,
 ) -> tuple:
     """ThreatExchange form (see `ThreatExchangeUrl`): Python's lower case, then `http://` / `https://` dropped.
     Rows where urllib's parse-and-rebuild would change more than that are flagged for the scalar path: a byte
@@ -248,7 +251,7 @@ def _k_te(
                 at += 1
                 i += 1
                 continue
-            if in_host:
+            if in_host and not unicode_host:  # (`te_bytes` checks such hosts the way urllib does, then reruns)
                 odd = True
                 break
             # A multi-byte character: decode, lower-case by Python's table, encode again.
@@ -609,9 +612,51 @@ def te_bytes(array: pa.Array, scalar: Any) -> FormBytes:
     _compile_kernels()
     source = string_buffers(array)
     data, offsets, fallback = _k_te(
-        source.data, source.offsets, source.valid, python_lower_table(), _TE_PLAIN, _ASCII_LOWER
+        source.data, source.offsets, source.valid, python_lower_table(), _TE_PLAIN, _ASCII_LOWER, False
     )
-    return _finish("te", source, data, offsets, fallback, scalar)
+    return _finish("te", source, data, offsets, fallback, _te_unicode_hosts(scalar))
+
+
+def _te_unicode_hosts(scalar: Any) -> Any:
+    """The scalar path for rows the `te` kernel flagged, trying the kernel again first with non-ASCII hosts
+    allowed: urllib changes nothing about such a host unless its NFKC check fails, which is decided once per
+    host (cached), so IDN rows cost one small kernel call rather than urllib's parse of each URL."""
+
+    def fixed(urls: list[str]) -> list[bytes]:
+        source = string_buffers(pa.array(urls, type=pa.string()))
+        data, offsets, fallback = _k_te(
+            source.data, source.offsets, source.valid, python_lower_table(), _TE_PLAIN, _ASCII_LOWER, True
+        )
+        out = []
+        for i, url in enumerate(urls):
+            value = bytes(data[offsets[i] : offsets[i + 1]])
+            if fallback[i] or (not value.isascii() and not _netloc_passes_urllib(_te_netloc(value))):
+                out.append(scalar(url).encode("utf-8"))
+            else:
+                out.append(value)
+        return out
+
+    return fixed
+
+
+def _te_netloc(form: bytes) -> str:
+    """The netloc of a `te` form (the URL lower-cased, `http(s)://` removed): up to the first `/`, `?` or `#`."""
+    end = len(form)
+    for mark in b"/?#":
+        at = form.find(mark)
+        if 0 <= at < end:
+            end = at
+    return form[:end].decode("utf-8")
+
+
+@lru_cache(maxsize=65536)
+def _netloc_passes_urllib(netloc: str) -> bool:
+    """Whether urllib's split accepts this netloc (its NFKC check of non-ASCII netlocs), asked of urllib itself."""
+    try:
+        urlsplit("//" + netloc)
+    except ValueError:
+        return False
+    return True
 
 
 def canonical_bytes(array: pa.Array, scalar: Any) -> FormBytes:
@@ -621,7 +666,7 @@ def canonical_bytes(array: pa.Array, scalar: Any) -> FormBytes:
     data, offsets, fallback = _k_canonical(
         source.data, source.offsets, source.valid, _HOST_BYTES, _PATH_PLAIN, _UNRESERVED_BYTES
     )
-    return _finish("canonical", source, data, offsets, fallback, scalar)
+    return _finish("canonical", source, data, offsets, fallback, lambda urls: [scalar(u).encode() for u in urls])
 
 
 def te_form(array: pa.Array, scalar: Any) -> pa.Array:
@@ -653,13 +698,14 @@ def _splice(
 
 
 def _finish(
-    form: str, source: StringBuffers, data: np.ndarray, offsets: np.ndarray, fallback: np.ndarray, scalar: Any
+    form: str, source: StringBuffers, data: np.ndarray, offsets: np.ndarray, fallback: np.ndarray, rows_fixer: Any
 ) -> FormBytes:
+    """The kernel's output with the rows it flagged filled in by `rows_fixer` (list of URLs -> their bytes)."""
     rows = np.flatnonzero(fallback)
     STATS.add(form, int(source.valid.sum()), len(rows))
     if len(rows):
         originals = source.array.take(pa.array(rows)).to_pylist()
-        data, offsets = _splice(data, offsets, rows, [scalar(url).encode("utf-8") for url in originals])
+        data, offsets = _splice(data, offsets, rows, rows_fixer(originals))
     return FormBytes(offsets, data, source.valid, source)
 
 
