@@ -17,6 +17,7 @@ numpy work, which measured faster than anything a pure numba SHA would be worth 
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 from functools import cache, lru_cache
 from typing import Any
@@ -659,14 +660,39 @@ def _netloc_passes_urllib(netloc: str) -> bool:
     return True
 
 
-def canonical_bytes(array: pa.Array, scalar: Any) -> FormBytes:
-    """The `canonical` form of every row; `scalar` for the rows the kernel flags."""
+def canonical_bytes(array: pa.Array, scalar: Any, host_mapper: Any = None) -> FormBytes:
+    """The `canonical` form of every row; `scalar` for the rows the kernel flags. With `host_mapper` (the scalar
+    path's str -> str host mapping, cached per host), flagged rows with a non-ASCII host are tried again in the
+    kernel with the mapped (punycode) host written in, and only what the kernel still flags takes `scalar`."""
     _compile_kernels()
     source = string_buffers(array)
     data, offsets, fallback = _k_canonical(
         source.data, source.offsets, source.valid, _HOST_BYTES, _PATH_PLAIN, _UNRESERVED_BYTES
     )
-    return _finish("canonical", source, data, offsets, fallback, lambda urls: [scalar(u).encode() for u in urls])
+
+    def fixed(urls: list[str]) -> list[bytes]:
+        retry: dict[int, str] = {}
+        if host_mapper is not None:
+            for i, url in enumerate(urls):
+                parts = _HTTP_HOST.match(url)
+                if parts is not None and not parts[2].isascii() and _netloc_passes_urllib(parts[2]):
+                    retry[i] = parts[1] + host_mapper(parts[2]) + parts[3]
+        again: dict[int, bytes] = {}
+        if retry:
+            rows = list(retry)
+            source = string_buffers(pa.array([retry[i] for i in rows], type=pa.string()))
+            data, offsets, flagged = _k_canonical(
+                source.data, source.offsets, source.valid, _HOST_BYTES, _PATH_PLAIN, _UNRESERVED_BYTES
+            )
+            again = {row: bytes(data[offsets[k] : offsets[k + 1]]) for k, row in enumerate(rows) if not flagged[k]}
+        return [again[i] if i in again else scalar(url).encode("utf-8") for i, url in enumerate(urls)]
+
+    return _finish("canonical", source, data, offsets, fallback, fixed)
+
+
+# An http(s) URL split at its host, as the canonical kernel reads it (scheme, any slashes; the host up to `/`, `?`,
+# `#` or a port; a host holding `@`, `%`, `\`, brackets or controls does not match and takes the scalar path).
+_HTTP_HOST = re.compile(r"(?i)(https?:/*)([^/?#:@%\\\[\]\x00-\x20\x7f]+)(.*)\Z", re.DOTALL)
 
 
 def te_form(array: pa.Array, scalar: Any) -> pa.Array:

@@ -250,7 +250,7 @@ class CanonicalUrl(UrlNormalizer):
         return out
 
     def normalize_bytes(self, urls: pa.Array) -> url_kernels.FormBytes:
-        return url_kernels.canonical_bytes(urls, self.normalize)
+        return url_kernels.canonical_bytes(urls, self.normalize, _canonical_host)
 
 
 NORMALIZERS: dict[str, UrlNormalizer] = {n.name: n for n in (ThreatExchangeUrl(), CanonicalUrl())}
