@@ -167,6 +167,7 @@ unicode_hosts = st.text(
     ["", "/", "/A/b?q=1", ":8080/x", "#f"]
 )).map("".join), min_size=1, max_size=12))
 @example(["https://a℀b.com/x", "https://bücher.de/X", "https://ＡＢ.com/x", "http://x＃y.com/", "https://İ.de/"])
+@example(["https://\xad/A/b?q=1", "https://\xad\xad.de/x", "https://a\u3002b/x"])  # hosts mapped to nothing
 def test_unicode_hosts_in_the_te_kernel_equal_the_scalar_reference(urls: list[str]) -> None:
     """Non-ASCII hosts go through the te kernel once urllib's NFKC check of the host passes (asked per host):
     hosts whose NFKC form holds `/ ? # @ :` (urllib raises) and all others give the reference's bytes."""

@@ -676,7 +676,9 @@ def canonical_bytes(array: pa.Array, scalar: Any, host_mapper: Any = None) -> Fo
             for i, url in enumerate(urls):
                 parts = _HTTP_HOST.match(url)
                 if parts is not None and not parts[2].isascii() and _netloc_passes_urllib(parts[2]):
-                    retry[i] = parts[1] + host_mapper(parts[2]) + parts[3]
+                    host = host_mapper(parts[2])
+                    if _KERNEL_HOST.fullmatch(host):  # else (empty, `/`, ...) the kernel would read it otherwise
+                        retry[i] = parts[1] + host + parts[3]
         again: dict[int, bytes] = {}
         if retry:
             rows = list(retry)
@@ -692,6 +694,7 @@ def canonical_bytes(array: pa.Array, scalar: Any, host_mapper: Any = None) -> Fo
 
 # An http(s) URL split at its host, as the canonical kernel reads it (scheme, any slashes; the host up to `/`, `?`,
 # `#` or a port; a host holding `@`, `%`, `\`, brackets or controls does not match and takes the scalar path).
+_KERNEL_HOST = re.compile(r"[a-z0-9_.-]+")
 _HTTP_HOST = re.compile(r"(?i)(https?:/*)([^/?#:@%\\\[\]\x00-\x20\x7f]+)(.*)\Z", re.DOTALL)
 
 
