@@ -357,11 +357,11 @@ def breakdown(meta: Metadata, banks: Path, repeat: int) -> dict[str, Timed]:
     class Precomputed(Signals):
         """Signals whose URL forms were computed (and timed) already, so a matcher's own work is timed alone."""
 
-        def __init__(self, batch: Any, forms: dict[str, pa.Array]) -> None:
+        def __init__(self, batch: Any, forms: dict[str, Any]) -> None:
             super().__init__(batch, [])
-            self.forms = forms
+            self.forms = forms  # FormBytes per normal form
 
-        def url_form(self, normalizer: str) -> pa.Array | None:
+        def url_form_bytes(self, normalizer: str) -> Any:
             return self.forms[normalizer]
 
     store = BankStore(banks)
@@ -381,9 +381,9 @@ def breakdown(meta: Metadata, banks: Path, repeat: int) -> dict[str, Timed]:
     out["parquet read (URL, TEXT, md5 columns)"], batches = timed(read)
     out["md5 hex decode"], decoded = timed(lambda: [hex_to_digests(b.metadata_hashes["md5"], 16) for b in batches])
     out[f"md5 bank lookup ({len(dset):,} entries)"], _ = timed(lambda: [dset.contains(d, v) for d, v in decoded])
-    out["URL normalise: te form"], te = timed(lambda: [NORMALIZERS["te"].normalize_array(b.urls) for b in batches])
+    out["URL normalise: te form"], te = timed(lambda: [NORMALIZERS["te"].normalize_bytes(b.urls) for b in batches])
     out["URL normalise: canonical form"], canonical = timed(
-        lambda: [NORMALIZERS["canonical"].normalize_array(b.urls) for b in batches]
+        lambda: [NORMALIZERS["canonical"].normalize_bytes(b.urls) for b in batches]
     )
 
     def signals() -> list[Precomputed]:
@@ -395,9 +395,10 @@ def breakdown(meta: Metadata, banks: Path, repeat: int) -> dict[str, Timed]:
         name: pc.unique(pq.read_table(store.folder("urls") / "urls.parquet")[name]) for name in ("te", "canonical")
     }
 
+    arrays = {"te": [f.to_arrow() for f in te], "canonical": [f.to_arrow() for f in canonical]}
+
     def is_in() -> None:
-        for forms in (te, canonical):
-            name = "te" if forms is te else "canonical"
+        for name, forms in arrays.items():
             for batch_forms in forms:
                 pc.is_in(batch_forms, value_set=values[name])
 

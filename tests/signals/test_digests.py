@@ -4,8 +4,10 @@ import hashlib
 
 import numpy as np
 import pyarrow as pa
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from safeset.signals.digests import digests_to_hex, hash_blobs, hex_to_digests
+from safeset.signals.digests import digests_to_hex, hash_blobs, hex_to_digests, hex_to_digests_reference
 from safeset.signals.images import image_problem
 
 
@@ -44,3 +46,26 @@ def test_image_problems(tmp_path) -> None:  # type: ignore[no-untyped-def]
     assert image_problem(b"") == "empty image"
     assert "exceeds" in (image_problem(jpeg, max_pixels=100) or "")
     assert np.all([image_problem(variant("bridge", i)) is None for i in range(3)])
+
+
+hex_like = st.one_of(
+    st.none(),
+    st.binary(min_size=16, max_size=16).map(bytes.hex),
+    st.binary(min_size=16, max_size=16).map(lambda b: b.hex().upper()),
+    st.text(alphabet="0123456789abcdefABCDEFgG \u00e9", min_size=30, max_size=34),
+    st.text(max_size=40),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(hex_like, max_size=30), st.integers(0, 3), st.booleans())
+def test_compiled_hex_decoding_equals_the_numpy_reference(values: list[str | None], cut: int, large: bool) -> None:
+    kind = pa.large_string() if large else pa.string()
+    column = pa.array(["00"] * cut + values, type=kind).slice(cut)
+    digests, valid = hex_to_digests(column, 16)
+    expected_digests, expected_valid = hex_to_digests_reference(column, 16)
+    assert valid.tolist() == expected_valid.tolist()
+    assert np.array_equal(digests, expected_digests)
+    for value, ok, row in zip(values, valid.tolist(), digests, strict=True):
+        if ok:
+            assert value is not None and bytes(row) == bytes.fromhex(value)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 
+import numpy as np
 import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, example, given, settings
@@ -39,14 +40,16 @@ def plain_urls(draw: st.DrawFn) -> str:
 
 def _both_paths(urls: list[str | None]) -> None:
     array = pa.array(urls, type=pa.string())
-    for name, compiled in (("te", url_kernels.te_form), ("canonical", url_kernels.canonical_form)):
+    for name in ("te", "canonical"):
         reference = NORMALIZERS[name]
         expected = [None if url is None else reference.normalize(url) for url in urls]
+        assert reference.normalize_array(array).to_pylist() == expected, name  # as scans call it
+        compiled = url_kernels.te_form if name == "te" else url_kernels.canonical_form  # no per-host retries
         assert compiled(array, reference.normalize).to_pylist() == expected, name
         # Sliced and large_string arrays give the same answer.
-        assert compiled(array.slice(1), reference.normalize).to_pylist() == expected[1:], name
+        assert reference.normalize_array(array.slice(1)).to_pylist() == expected[1:], name
         large = array.cast(pa.large_string())
-        assert compiled(large, reference.normalize).to_pylist() == expected, name
+        assert reference.normalize_array(large).to_pylist() == expected, name
 
 
 @FUZZ
@@ -97,3 +100,75 @@ def test_python_lower_table_matches_str_lower() -> None:
             assert chr(table[ord(char)]) == lowered
         else:
             assert table[ord(char)] == 0xFFFFFFFF
+
+
+@FUZZ
+@given(st.lists(st.one_of(plain_urls(), real_urls(), st.none()), min_size=1, max_size=24), st.integers(0, 3))
+@example(["https://bücher.de/a", "https://a.com/x", "https://bücher.de/b"], 0)  # fallback rows first and last
+@example(["https://bücher.de/a", None, "https://bücher.de/b", "https://bücher.de/c"], 1)
+def test_form_bytes_and_their_digests_equal_the_arrow_path(urls: list[str | None], cut: int) -> None:
+    """The shared byte buffer a batch's form lives in (rows the scalar path fixed spliced in) holds exactly the
+    reference's strings, and MD5 straight from it equals hashlib's of each string."""
+    array = pa.array(["https://pad.example/"] * cut + urls, type=pa.string()).slice(cut)
+    for name in ("te", "canonical"):
+        reference = NORMALIZERS[name]
+        form = reference.normalize_bytes(array)
+        assert form.offsets[0] == 0 and (form.offsets[1:] >= form.offsets[:-1]).all()
+        assert form.offsets[-1] == len(form.data)
+        rows = [
+            bytes(form.data[form.offsets[i] : form.offsets[i + 1]]).decode() if form.valid[i] else None
+            for i in range(len(urls))
+        ]
+        expected = [None if url is None else reference.normalize(url) for url in urls]
+        assert rows == expected, name
+        assert form.to_arrow().to_pylist() == expected, name
+        digests, valid = url_kernels.digest_bytes(form.data, form.offsets, form.valid, "md5")
+        assert valid.tolist() == [url is not None for url in urls]
+        for row, value in enumerate(expected):
+            assert bytes(digests[row]) == (bytes(16) if value is None else hashlib.md5(value.encode()).digest())
+
+
+@FUZZ
+@given(st.lists(st.one_of(plain_urls(), real_urls(), st.none()), min_size=1, max_size=24))
+@example(["https://a.com/x", "https://a.com/X", None, "https://bücher.de/a", "HTTPS://A.COM/x?"])
+def test_digests_shared_between_identical_forms_equal_hashlib(urls: list[str | None]) -> None:
+    """A batch's second form takes the first's digest where the two are byte-identical (and only there): every
+    digest still equals hashlib's of its own form, in either order of asking."""
+    from safeset.io.batch import RowBatch
+    from safeset.signals.compute import Signals
+
+    array = pa.array(urls, type=pa.string())
+    expected = {name: [None if u is None else norm.normalize(u) for u in urls] for name, norm in NORMALIZERS.items()}
+    for order in (("te", "canonical"), ("canonical", "te")):
+        signals = Signals(RowBatch("t", np.arange(len(urls)), None, urls=array), [])
+        for name in order:
+            digests, valid = signals.url_digest("md5", name)
+            assert valid.tolist() == [u is not None for u in urls]
+            for row, value in enumerate(expected[name]):
+                wanted = bytes(16) if value is None else hashlib.md5(value.encode()).digest()
+                assert bytes(digests[row]) == wanted, (name, value)
+        same = signals.url_forms_equal("te", "canonical")
+        pairs = zip(expected["te"], expected["canonical"], strict=True)
+        assert same.tolist() == [t is not None and t == c for t, c in pairs]
+
+
+unicode_hosts = st.text(
+    alphabet=st.one_of(
+        st.sampled_from("abcXYZ09-.üßİΣＡ℀＃？／＠：ｆ\u2024\u00aa"),
+        st.characters(codec="utf-8", min_codepoint=0x80, exclude_categories=("Cs",)),
+    ),
+    min_size=1,
+    max_size=8,
+)
+
+
+@FUZZ
+@given(st.lists(st.tuples(st.sampled_from(["https://", "http://", "HTTP://"]), unicode_hosts, st.sampled_from(
+    ["", "/", "/A/b?q=1", ":8080/x", "#f"]
+)).map("".join), min_size=1, max_size=12))
+@example(["https://a℀b.com/x", "https://bücher.de/X", "https://ＡＢ.com/x", "http://x＃y.com/", "https://İ.de/"])
+@example(["https://\xad/A/b?q=1", "https://\xad\xad.de/x", "https://a\u3002b/x"])  # hosts mapped to nothing
+def test_unicode_hosts_in_the_te_kernel_equal_the_scalar_reference(urls: list[str]) -> None:
+    """Non-ASCII hosts go through the te kernel once urllib's NFKC check of the host passes (asked per host):
+    hosts whose NFKC form holds `/ ? # @ :` (urllib raises) and all others give the reference's bytes."""
+    _both_paths(urls)

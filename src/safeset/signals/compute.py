@@ -10,7 +10,7 @@ from safeset.signals import pdq
 from safeset.signals.digests import DIGEST_SIZES, hash_blobs, hex_to_digests
 from safeset.signals.images import DEFAULT_MAX_PIXELS, image_problem
 from safeset.signals.text import NormalizedText, TextNormalizer
-from safeset.signals.url_kernels import digest_strings
+from safeset.signals.url_kernels import FormBytes, digest_bytes, rows_equal
 from safeset.signals.urls import NORMALIZERS, hosts_array
 
 
@@ -47,20 +47,47 @@ class Signals:
             return None
         return self._memo(f"meta:{algorithm}", lambda: hex_to_digests(column, DIGEST_SIZES[algorithm]))  # type: ignore[return-value]
 
-    def url_form(self, normalizer: str) -> pa.Array | None:
+    def url_form_bytes(self, normalizer: str) -> FormBytes | None:
+        """The URLs in this normal form as one byte buffer + offsets, computed once per batch and shared by the
+        url and url-md5 matchers (lookups and MD5 read it directly; no Arrow array is built for them)."""
         if self.batch.urls is None:
             return None
-        return self._memo(f"url:{normalizer}", lambda: NORMALIZERS[normalizer].normalize_array(self.batch.urls))  # type: ignore[return-value]
+        return self._memo(f"url_bytes:{normalizer}", lambda: NORMALIZERS[normalizer].normalize_bytes(self.batch.urls))  # type: ignore[return-value]
+
+    def url_form(self, normalizer: str) -> pa.Array | None:
+        forms = self.url_form_bytes(normalizer)
+        if forms is None:
+            return None
+        return self._memo(f"url:{normalizer}", forms.to_arrow)  # type: ignore[return-value]
 
     def url_digest(self, algorithm: str = "md5", normalizer: str = "te") -> tuple[np.ndarray, np.ndarray] | None:
         """Digest of the URL in a normal form (MD5 of the `te` form is ThreatExchange's `HASH_URL_MD5`).
 
-        Only computed when a URL-hash bank is in the scan; MD5 is one compiled pass over the batch.
+        Only computed when a URL-hash bank is in the scan; MD5 is one compiled pass over the form's bytes.
         """
-        forms = self.url_form(normalizer)
+        forms = self.url_form_bytes(normalizer)
         if forms is None:
             return None
-        return self._memo(f"url_digest:{algorithm}:{normalizer}", lambda: digest_strings(forms, algorithm))  # type: ignore[return-value]
+
+        def compute() -> tuple[np.ndarray, np.ndarray]:
+            for other in NORMALIZERS:  # rows whose form equals one already hashed take that digest, unhashed
+                known = self._cache.get(f"url_digest:{algorithm}:{other}")
+                if other != normalizer and isinstance(known, tuple):
+                    same = self.url_forms_equal(normalizer, other)
+                    digests, _ = digest_bytes(forms.data, forms.offsets, forms.valid & ~same, algorithm)
+                    digests[same] = known[0][same]
+                    return digests, forms.valid
+            return digest_bytes(forms.data, forms.offsets, forms.valid, algorithm)
+
+        return self._memo(f"url_digest:{algorithm}:{normalizer}", compute)  # type: ignore[return-value]
+
+    def url_forms_equal(self, first: str, second: str) -> np.ndarray | None:
+        """Rows whose URL is byte-identical in both normal forms (most URLs: lower case, nothing to escape)."""
+        a, b = self.url_form_bytes(first), self.url_form_bytes(second)
+        if a is None or b is None:
+            return None
+        key = "url_equal:" + ":".join(sorted((first, second)))
+        return self._memo(key, lambda: rows_equal(a, b))  # type: ignore[return-value]
 
     def captions(self, normalizer: TextNormalizer) -> NormalizedText | None:
         """Captions normalised with these steps; banks built with the same steps share one computation."""

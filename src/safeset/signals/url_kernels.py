@@ -17,9 +17,11 @@ numpy work, which measured faster than anything a pure numba SHA would be worth 
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
 import pyarrow as pa
@@ -30,7 +32,8 @@ _LOWER_TABLE_SIZE = 0x1F000  # no cased character lies above U+1E943 (Adlam)
 
 @dataclass
 class FallbackStats:
-    """Rows each compiled form handled, and rows it sent to the scalar reference (for benchmarks and logs)."""
+    """Rows each compiled form handled, and rows its first pass flagged: sent to the scalar reference, or (te's
+    non-ASCII hosts) to a second kernel pass after a per-host check (for benchmarks and logs)."""
 
     rows: dict[str, int] = field(default_factory=dict)
     fallback: dict[str, int] = field(default_factory=dict)
@@ -186,6 +189,7 @@ def _k_te(
     lower: np.ndarray,
     plain: np.ndarray,
     ascii_lower: np.ndarray,
+    unicode_host: bool,
 ) -> tuple:
     """ThreatExchange form (see `ThreatExchangeUrl`): Python's lower case, then `http://` / `https://` dropped.
     Rows where urllib's parse-and-rebuild would change more than that are flagged for the scalar path: a byte
@@ -248,7 +252,7 @@ def _k_te(
                 at += 1
                 i += 1
                 continue
-            if in_host:
+            if in_host and not unicode_host:  # (`te_bytes` checks such hosts the way urllib does, then reruns)
                 odd = True
                 break
             # A multi-byte character: decode, lower-case by Python's table, encode again.
@@ -435,9 +439,12 @@ def _k_canonical(
     return out[:at], out_offsets, fallback
 
 
-# MD5 (RFC 1321) constants: per step, the shift, the sine-derived constant and the message word it reads.
-_MD5_SHIFTS = np.array([7, 12, 17, 22] * 4 + [5, 9, 14, 20] * 4 + [4, 11, 16, 23] * 4 + [6, 10, 15, 21] * 4)
-_MD5_K = np.array([int(abs(np.sin(i + 1)) * 2**32) & 0xFFFFFFFF for i in range(64)], dtype=np.uint64)
+# MD5 (RFC 1321) constants: per step, the shift, the sine-derived constant and the message word it reads. The
+# kernels read them as module globals, which numba freezes into the compiled code as constants.
+_MD5_SHIFTS = np.array(
+    [7, 12, 17, 22] * 4 + [5, 9, 14, 20] * 4 + [4, 11, 16, 23] * 4 + [6, 10, 15, 21] * 4, dtype=np.uint32
+)
+_MD5_K = np.array([int(abs(np.sin(i + 1)) * 2**32) & 0xFFFFFFFF for i in range(64)], dtype=np.uint32)
 _MD5_WORD = np.array(
     list(range(16))
     + [(5 * j + 1) % 16 for j in range(16, 32)]
@@ -448,74 +455,55 @@ _MD5_WORD = np.array(
 
 
 @_jit
-def _k_md5_block(
-    source: np.ndarray,
-    at: int,
-    words: np.ndarray,
-    state: np.ndarray,
-    shifts: np.ndarray,
-    constants: np.ndarray,
-    order: np.ndarray,
-) -> None:
-    """One 64-byte block, source[at:at + 64], into the state (32-bit words held in uint64, masked)."""
+def _k_md5_block(source: np.ndarray, at: int, words: np.ndarray, state: np.ndarray) -> None:
+    """One 64-byte block, source[at:at + 64], into the state. 32-bit words throughout (each sum cast back to
+    uint32 wraps as MD5 wants), so no masking."""
     for j in range(16):
         p = at + 4 * j
         words[j] = (
-            np.uint64(source[p])
-            | (np.uint64(source[p + 1]) << np.uint64(8))
-            | (np.uint64(source[p + 2]) << np.uint64(16))
-            | (np.uint64(source[p + 3]) << np.uint64(24))
+            np.uint32(source[p])
+            | (np.uint32(source[p + 1]) << np.uint32(8))
+            | (np.uint32(source[p + 2]) << np.uint32(16))
+            | (np.uint32(source[p + 3]) << np.uint32(24))
         )
-    mask = np.uint64(0xFFFFFFFF)
-    thirty_two = np.uint64(32)
+    thirty_two = np.uint32(32)
     a, b, c, d = state[0], state[1], state[2], state[3]
     # The four rounds as four branch-free loops.
     for j in range(16):
-        f = (d ^ (b & (c ^ d))) + a + constants[j] + words[order[j]]
-        s = np.uint64(shifts[j])
-        f &= mask
+        f = np.uint32(np.uint32(d ^ (b & (c ^ d))) + a + _MD5_K[j] + words[_MD5_WORD[j]])
+        s = _MD5_SHIFTS[j]
         a, d, c = d, c, b
-        b = (b + (((f << s) | (f >> (thirty_two - s))) & mask)) & mask
+        b = np.uint32(b + np.uint32((f << s) | (f >> (thirty_two - s))))
     for j in range(16, 32):
-        f = (c ^ (d & (b ^ c))) + a + constants[j] + words[order[j]]
-        s = np.uint64(shifts[j])
-        f &= mask
+        f = np.uint32(np.uint32(c ^ (d & (b ^ c))) + a + _MD5_K[j] + words[_MD5_WORD[j]])
+        s = _MD5_SHIFTS[j]
         a, d, c = d, c, b
-        b = (b + (((f << s) | (f >> (thirty_two - s))) & mask)) & mask
+        b = np.uint32(b + np.uint32((f << s) | (f >> (thirty_two - s))))
     for j in range(32, 48):
-        f = (b ^ c ^ d) + a + constants[j] + words[order[j]]
-        s = np.uint64(shifts[j])
-        f &= mask
+        f = np.uint32(np.uint32(b ^ c ^ d) + a + _MD5_K[j] + words[_MD5_WORD[j]])
+        s = _MD5_SHIFTS[j]
         a, d, c = d, c, b
-        b = (b + (((f << s) | (f >> (thirty_two - s))) & mask)) & mask
+        b = np.uint32(b + np.uint32((f << s) | (f >> (thirty_two - s))))
     for j in range(48, 64):
-        f = (c ^ ((b | (~d)) & mask)) + a + constants[j] + words[order[j]]
-        s = np.uint64(shifts[j])
-        f &= mask
+        f = np.uint32(np.uint32(c ^ (b | np.uint32(~d))) + a + _MD5_K[j] + words[_MD5_WORD[j]])
+        s = _MD5_SHIFTS[j]
         a, d, c = d, c, b
-        b = (b + (((f << s) | (f >> (thirty_two - s))) & mask)) & mask
-    state[0] = (state[0] + a) & mask
-    state[1] = (state[1] + b) & mask
-    state[2] = (state[2] + c) & mask
-    state[3] = (state[3] + d) & mask
+        b = np.uint32(b + np.uint32((f << s) | (f >> (thirty_two - s))))
+    state[0] = np.uint32(state[0] + a)
+    state[1] = np.uint32(state[1] + b)
+    state[2] = np.uint32(state[2] + c)
+    state[3] = np.uint32(state[3] + d)
 
 
 @_jit
-def _k_md5_rows(
-    data: np.ndarray,
-    offsets: np.ndarray,
-    valid: np.ndarray,
-    shifts: np.ndarray,
-    constants: np.ndarray,
-    order: np.ndarray,
-) -> np.ndarray:
+def _k_md5_rows(data: np.ndarray, offsets: np.ndarray, valid: np.ndarray) -> np.ndarray:
     """MD5 of every valid row (zero digests for nulls): whole blocks straight from `data`, the padded tail
     (one or two blocks) from a scratch buffer."""
     n = len(valid)
     digests = np.zeros((n, 16), dtype=np.uint8)
     tail = np.zeros(128, dtype=np.uint8)
-    state = np.empty(4, dtype=np.uint64)
-    words = np.empty(16, dtype=np.uint64)
+    state = np.empty(4, dtype=np.uint32)
+    words = np.empty(16, dtype=np.uint32)
     for row in range(n):
         if not valid[row]:
             continue
@@ -523,7 +511,7 @@ def _k_md5_rows(
         state[0], state[1], state[2], state[3] = 0x67452301, 0xEFCDAB89, 0x98BADCFE, 0x10325476
         whole = length // 64
         for k in range(whole):
-            _k_md5_block(data, start + 64 * k, words, state, shifts, constants, order)
+            _k_md5_block(data, start + 64 * k, words, state)
         rest = length - 64 * whole
         tail_size = 64 if rest < 56 else 128
         for j in range(rest):
@@ -534,12 +522,12 @@ def _k_md5_rows(
         bits = np.uint64(length) * np.uint64(8)
         for j in range(8):
             tail[tail_size - 8 + j] = (bits >> np.uint64(8 * j)) & np.uint64(0xFF)
-        _k_md5_block(tail, 0, words, state, shifts, constants, order)
+        _k_md5_block(tail, 0, words, state)
         if tail_size == 128:
-            _k_md5_block(tail, 64, words, state, shifts, constants, order)
+            _k_md5_block(tail, 64, words, state)
         for w in range(4):
             for j in range(4):
-                digests[row, 4 * w + j] = (state[w] >> np.uint64(8 * j)) & np.uint64(0xFF)
+                digests[row, 4 * w + j] = (state[w] >> np.uint32(8 * j)) & np.uint32(0xFF)
     return digests
 
 
@@ -576,42 +564,178 @@ _UNRESERVED_BYTES = np.zeros(256, dtype=np.bool_)
 _UNRESERVED_BYTES[:128] = _safe_table(b"")
 
 
-def te_form(array: pa.Array, scalar: Any) -> pa.Array:
+@dataclass(frozen=True)
+class FormBytes:
+    """One normal form of a batch's URLs as one byte buffer + offsets: row i is data[offsets[i]:offsets[i + 1]]
+    where valid[i]. Computed once per batch and shared by every user (StringSet lookups, MD5), so that no Arrow
+    array is built unless a matcher asks for one."""
+
+    offsets: np.ndarray  # int64, rows + 1
+    data: np.ndarray  # uint8
+    valid: np.ndarray  # bool
+    source: StringBuffers  # the URLs the form was computed from (nulls and string type for `to_arrow`)
+
+    def to_arrow(self) -> pa.Array:
+        return _to_arrow(self.source, self.offsets, self.data)
+
+
+@_jit
+def _k_rows_equal(
+    a_data: np.ndarray, a_offsets: np.ndarray, b_data: np.ndarray, b_offsets: np.ndarray, valid: np.ndarray
+) -> np.ndarray:
+    n = len(valid)
+    same = np.zeros(n, dtype=np.bool_)
+    for row in range(n):
+        if not valid[row]:
+            continue
+        a, b = a_offsets[row], b_offsets[row]
+        size = a_offsets[row + 1] - a
+        if b_offsets[row + 1] - b != size:
+            continue
+        equal = True
+        for k in range(size):
+            if a_data[a + k] != b_data[b + k]:
+                equal = False
+                break
+        same[row] = equal
+    return same
+
+
+def rows_equal(first: FormBytes, second: FormBytes) -> np.ndarray:
+    """Per row, whether two forms of the same URLs are byte-identical (both valid): for most URLs the `te` and
+    `canonical` forms are, and their digests and lookups need computing once."""
+    _compile_kernels()
+    return _k_rows_equal(first.data, first.offsets, second.data, second.offsets, first.valid & second.valid)
+
+
+def te_bytes(array: pa.Array, scalar: Any) -> FormBytes:
     """The `te` form of every row; `scalar` (a str -> str function) for the rows the kernel flags."""
     _compile_kernels()
     source = string_buffers(array)
     data, offsets, fallback = _k_te(
-        source.data, source.offsets, source.valid, python_lower_table(), _TE_PLAIN, _ASCII_LOWER
+        source.data, source.offsets, source.valid, python_lower_table(), _TE_PLAIN, _ASCII_LOWER, False
     )
-    return _finish("te", source, data, offsets, fallback, scalar)
+    return _finish("te", source, data, offsets, fallback, _te_unicode_hosts(scalar))
 
 
-def canonical_form(array: pa.Array, scalar: Any) -> pa.Array:
-    """The `canonical` form of every row; `scalar` for the rows the kernel flags."""
+def _te_unicode_hosts(scalar: Any) -> Any:
+    """The scalar path for rows the `te` kernel flagged, trying the kernel again first with non-ASCII hosts
+    allowed: urllib changes nothing about such a host unless its NFKC check fails, which is decided once per
+    host (cached), so IDN rows cost one small kernel call rather than urllib's parse of each URL."""
+
+    def fixed(urls: list[str]) -> list[bytes]:
+        source = string_buffers(pa.array(urls, type=pa.string()))
+        data, offsets, fallback = _k_te(
+            source.data, source.offsets, source.valid, python_lower_table(), _TE_PLAIN, _ASCII_LOWER, True
+        )
+        out = []
+        for i, url in enumerate(urls):
+            value = bytes(data[offsets[i] : offsets[i + 1]])
+            if fallback[i] or (not value.isascii() and not _netloc_passes_urllib(_te_netloc(value))):
+                out.append(scalar(url).encode("utf-8"))
+            else:
+                out.append(value)
+        return out
+
+    return fixed
+
+
+def _te_netloc(form: bytes) -> str:
+    """The netloc of a `te` form (the URL lower-cased, `http(s)://` removed): up to the first `/`, `?` or `#`."""
+    end = len(form)
+    for mark in b"/?#":
+        at = form.find(mark)
+        if 0 <= at < end:
+            end = at
+    return form[:end].decode("utf-8")
+
+
+@lru_cache(maxsize=65536)
+def _netloc_passes_urllib(netloc: str) -> bool:
+    """Whether urllib's split accepts this netloc (its NFKC check of non-ASCII netlocs), asked of urllib itself."""
+    try:
+        urlsplit("//" + netloc)
+    except ValueError:
+        return False
+    return True
+
+
+def canonical_bytes(array: pa.Array, scalar: Any, host_mapper: Any = None) -> FormBytes:
+    """The `canonical` form of every row; `scalar` for the rows the kernel flags. With `host_mapper` (the scalar
+    path's str -> str host mapping, cached per host), flagged rows with a non-ASCII host are tried again in the
+    kernel with the mapped (punycode) host written in, and only what the kernel still flags takes `scalar`."""
     _compile_kernels()
     source = string_buffers(array)
     data, offsets, fallback = _k_canonical(
         source.data, source.offsets, source.valid, _HOST_BYTES, _PATH_PLAIN, _UNRESERVED_BYTES
     )
-    return _finish("canonical", source, data, offsets, fallback, scalar)
+
+    def fixed(urls: list[str]) -> list[bytes]:
+        retry: dict[int, str] = {}
+        if host_mapper is not None:
+            for i, url in enumerate(urls):
+                parts = _HTTP_HOST.match(url)
+                if parts is not None and not parts[2].isascii() and _netloc_passes_urllib(parts[2]):
+                    host = host_mapper(parts[2])
+                    if _KERNEL_HOST.fullmatch(host):  # else (empty, `/`, ...) the kernel would read it otherwise
+                        retry[i] = parts[1] + host + parts[3]
+        again: dict[int, bytes] = {}
+        if retry:
+            rows = list(retry)
+            source = string_buffers(pa.array([retry[i] for i in rows], type=pa.string()))
+            data, offsets, flagged = _k_canonical(
+                source.data, source.offsets, source.valid, _HOST_BYTES, _PATH_PLAIN, _UNRESERVED_BYTES
+            )
+            again = {row: bytes(data[offsets[k] : offsets[k + 1]]) for k, row in enumerate(rows) if not flagged[k]}
+        return [again[i] if i in again else scalar(url).encode("utf-8") for i, url in enumerate(urls)]
+
+    return _finish("canonical", source, data, offsets, fallback, fixed)
+
+
+# An http(s) URL split at its host, as the canonical kernel reads it (scheme, any slashes; the host up to `/`, `?`,
+# `#` or a port; a host holding `@`, `%`, `\`, brackets or controls does not match and takes the scalar path).
+_KERNEL_HOST = re.compile(r"[a-z0-9_.-]+")
+_HTTP_HOST = re.compile(r"(?i)(https?:/*)([^/?#:@%\\\[\]\x00-\x20\x7f]+)(.*)\Z", re.DOTALL)
+
+
+def te_form(array: pa.Array, scalar: Any) -> pa.Array:
+    return te_bytes(array, scalar).to_arrow()
+
+
+def canonical_form(array: pa.Array, scalar: Any) -> pa.Array:
+    return canonical_bytes(array, scalar).to_arrow()
+
+
+def _splice(
+    data: np.ndarray, offsets: np.ndarray, rows: np.ndarray, fixed: list[bytes]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The kernel's output with the scalar path's bytes put into the rows it left empty (`rows`, ascending):
+    the kernel's bytes between two such rows move as one block (numpy's memcpy; the rows are few)."""
+    sizes = np.fromiter((len(f) for f in fixed), dtype=np.int64, count=len(fixed))
+    out = np.empty(len(data) + int(sizes.sum()), dtype=np.uint8)
+    copied = added = 0
+    for row, value in zip(rows.tolist(), fixed, strict=True):
+        until = int(offsets[row])  # the row is empty in `data`: its bytes go here
+        out[copied + added : until + added] = data[copied:until]
+        out[until + added : until + added + len(value)] = np.frombuffer(value, dtype=np.uint8)
+        copied = until
+        added += len(value)
+    out[copied + added :] = data[copied:]
+    shift = np.zeros(len(offsets), dtype=np.int64)
+    shift[rows + 1] = sizes
+    return out, offsets + np.cumsum(shift)
 
 
 def _finish(
-    form: str, source: StringBuffers, data: np.ndarray, offsets: np.ndarray, fallback: np.ndarray, scalar: Any
-) -> pa.Array:
+    form: str, source: StringBuffers, data: np.ndarray, offsets: np.ndarray, fallback: np.ndarray, rows_fixer: Any
+) -> FormBytes:
+    """The kernel's output with the rows it flagged filled in by `rows_fixer` (list of URLs -> their bytes)."""
     rows = np.flatnonzero(fallback)
     STATS.add(form, int(source.valid.sum()), len(rows))
     if len(rows):
         originals = source.array.take(pa.array(rows)).to_pylist()
-        fixed = [scalar(url).encode("utf-8") for url in originals]
-        # The kernel left these rows empty: insert their bytes where each starts (one vectorised insert).
-        sizes = np.array([len(f) for f in fixed], dtype=np.int64)
-        data = np.insert(data, np.repeat(offsets[rows], sizes), np.frombuffer(b"".join(fixed), dtype=np.uint8))
-        lengths = np.diff(offsets)
-        lengths[rows] = sizes
-        offsets = np.zeros(len(offsets), dtype=np.int64)
-        np.cumsum(lengths, out=offsets[1:])
-    return _to_arrow(source, offsets, data)
+        data, offsets = _splice(data, offsets, rows, rows_fixer(originals))
+    return FormBytes(offsets, data, source.valid, source)
 
 
 def digest_strings(array: pa.Array, algorithm: str) -> tuple[np.ndarray, np.ndarray]:
@@ -620,16 +744,25 @@ def digest_strings(array: pa.Array, algorithm: str) -> tuple[np.ndarray, np.ndar
     MD5 runs as one compiled loop over the buffers; SHA-1 and SHA-256 go through hashlib, one call per row from a
     single `bytes` copy of the data (no Arrow or numpy work per row)."""
     source = string_buffers(array)
+    return digest_bytes(source.data, source.offsets, source.valid, algorithm)
+
+
+def digest_bytes(
+    data: np.ndarray, offsets: np.ndarray, valid: np.ndarray, algorithm: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """`digest_strings` over rows given as bytes + int64 offsets (a `FormBytes`), with no Arrow in between."""
     if algorithm == "md5":
         _compile_kernels()
-        digests = _k_md5_rows(source.data, source.offsets, source.valid, _MD5_SHIFTS, _MD5_K, _MD5_WORD)
-        return digests, source.valid
+        return _k_md5_rows(data, offsets, valid), valid
     make = getattr(hashlib, algorithm)
     size = make().digest_size
-    data = source.data.tobytes()
-    bounds = source.offsets.tolist()
+    joined_data = data.tobytes()
+    bounds = offsets.tolist()
     absent = bytes(size)
     joined = b"".join(
-        [make(data[bounds[i] : bounds[i + 1]]).digest() if ok else absent for i, ok in enumerate(source.valid.tolist())]
+        [
+            make(joined_data[bounds[i] : bounds[i + 1]]).digest() if ok else absent
+            for i, ok in enumerate(valid.tolist())
+        ]
     )
-    return np.frombuffer(joined, dtype=np.uint8).reshape(len(bounds) - 1, size).copy(), source.valid
+    return np.frombuffer(joined, dtype=np.uint8).reshape(len(bounds) - 1, size).copy(), valid

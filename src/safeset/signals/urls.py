@@ -43,9 +43,13 @@ class UrlNormalizer(ABC):
     def normalize(self, url: str) -> str:
         """Scalar reference implementation."""
 
-    @abstractmethod
     def normalize_array(self, urls: pa.Array) -> pa.Array:
         """Vectorised equivalent over an Arrow string array (nulls stay null)."""
+        return self.normalize_bytes(urls).to_arrow()
+
+    @abstractmethod
+    def normalize_bytes(self, urls: pa.Array) -> url_kernels.FormBytes:
+        """`normalize_array` as one byte buffer + offsets, for users that need no Arrow array (lookups, MD5)."""
 
 
 class _Bytes:
@@ -134,8 +138,8 @@ class ThreatExchangeUrl(UrlNormalizer):
             return lowered
         return parts.geturl().replace(f"{parts.scheme}://", "", 1)
 
-    def normalize_array(self, urls: pa.Array) -> pa.Array:
-        return url_kernels.te_form(urls, self.normalize)
+    def normalize_bytes(self, urls: pa.Array) -> url_kernels.FormBytes:
+        return url_kernels.te_bytes(urls, self.normalize)
 
 
 def _flag(arr: pa.Array, pattern: str) -> np.ndarray:
@@ -245,8 +249,8 @@ class CanonicalUrl(UrlNormalizer):
             out += "?" + _canonical_part(parts.query, _SAFE_QUERY)
         return out
 
-    def normalize_array(self, urls: pa.Array) -> pa.Array:
-        return url_kernels.canonical_form(urls, self.normalize)
+    def normalize_bytes(self, urls: pa.Array) -> url_kernels.FormBytes:
+        return url_kernels.canonical_bytes(urls, self.normalize, _canonical_host)
 
 
 NORMALIZERS: dict[str, UrlNormalizer] = {n.name: n for n in (ThreatExchangeUrl(), CanonicalUrl())}

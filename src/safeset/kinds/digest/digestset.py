@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 
 from safeset.errors import InputError
-from safeset.kinds.digest.stringset_kernels import hash_strings, lookup
+from safeset.kinds.digest.stringset_kernels import digest_lookup, hash_strings, lookup, lookup_bytes, string_buffers
 
 
 def prefixes(digests: np.ndarray) -> np.ndarray:
@@ -134,7 +134,18 @@ class DigestSet:
         return [int(line) for line in np.asarray(self.lines)[index]]
 
     def lookup(self, queries: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
-        """Index of each query digest (n, k) in the set, -1 where absent (or valid=False)."""
+        """Index of each query digest (n, k) in the set, -1 where absent (or valid=False): one compiled pass
+        (bitmap test, binary search over the prefixes, byte comparison) instead of numpy's gather, searchsorted
+        and compares, each a pass of its own with its temporaries."""
+        n = len(queries)
+        if n == 0 or len(self) == 0 or self.width < 8 or queries.ndim != 2 or queries.shape[1] != self.width:
+            return self.lookup_reference(queries, valid)
+        if valid is None:
+            valid = np.ones(n, dtype=bool)
+        return digest_lookup(queries, valid, self.bitmap, self.bits, self.prefix, self.digests)
+
+    def lookup_reference(self, queries: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
+        """`lookup` in numpy: the reference the compiled lookup is tested against."""
         n = len(queries)
         hits = np.full(n, -1, dtype=np.int64)
         if n == 0 or len(self) == 0:
@@ -188,6 +199,9 @@ class StringSet:
         self.order = np.argsort(hashes, kind="stable")
         self.hashes = hashes[self.order]
         self.values = values
+        empty = (np.zeros(0, np.uint8), np.zeros(1, np.int64), None)
+        data, offsets, _ = string_buffers(values) if len(values) else empty
+        self.stored = (data, offsets)  # the values' buffers, taken once: every lookup compares against them
         self.bits = filter_bits_for(len(values))
         table = np.zeros(1 << self.bits, dtype=bool)
         table[(self.hashes >> np.uint64(64 - self.bits)).astype(np.int64)] = True
@@ -215,4 +229,12 @@ class StringSet:
             return hits
         if queries.type != self.values.type:
             queries = queries.cast(self.values.type)
-        return lookup(queries, self.bitmap, self.bits, self.hashes, self.order, self.values)
+        return lookup(queries, self.bitmap, self.bits, self.hashes, self.order, self.stored)
+
+    def positions_bytes(self, data: np.ndarray, offsets: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        """`positions` of queries given as bytes + int64 offsets (row i is data[offsets[i]:offsets[i + 1]] where
+        valid[i]), e.g. a batch's URL normal form, with no Arrow array built for them."""
+        n = len(valid)
+        if n == 0 or len(self) == 0:
+            return np.full(n, -1, dtype=np.int64)
+        return lookup_bytes(data, offsets, valid, self.bitmap, self.bits, self.hashes, self.order, self.stored)

@@ -36,10 +36,22 @@ def _kernels() -> Any:
 
     @jit
     def hash_one(data: np.ndarray, start: int, stop: int) -> np.uint64:
-        # FNV-1a over the bytes, then a 64-bit finaliser (splitmix64) so the top bits (the bitmap's) are mixed.
+        # FNV-style over 8-byte little-endian words (one multiply per word, not per byte: the multiplies form the
+        # dependency chain), then a 64-bit finaliser (splitmix64) so the top bits (the bitmap's) are mixed.
         h = _FNV_OFFSET
-        for j in range(start, stop):
-            h = (h ^ np.uint64(data[j])) * _FNV_PRIME
+        j = start
+        while j + 8 <= stop:
+            word = np.uint64(0)
+            for k in range(8):
+                word |= np.uint64(data[j + k]) << np.uint64(8 * k)
+            h = (h ^ word) * _FNV_PRIME
+            h ^= h >> np.uint64(29)
+            j += 8
+        if j < stop:
+            word = np.uint64(0)
+            for k in range(stop - j):
+                word |= np.uint64(data[j + k]) << np.uint64(8 * k)
+            h = (h ^ word) * _FNV_PRIME
         h ^= np.uint64(stop - start) * np.uint64(0xD6E8FEB86659FD93)
         h = (h ^ (h >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
         h = (h ^ (h >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
@@ -111,9 +123,86 @@ def hash_strings(strings: pa.Array) -> np.ndarray:
 
 
 def lookup(
-    queries: pa.Array, bitmap: np.ndarray, bits: int, hashes: np.ndarray, order: np.ndarray, stored: pa.Array
+    queries: pa.Array,
+    bitmap: np.ndarray,
+    bits: int,
+    hashes: np.ndarray,
+    order: np.ndarray,
+    stored: tuple[np.ndarray, np.ndarray],
 ) -> np.ndarray:
-    """Index (in `stored`) of each query, -1 where absent or null."""
+    """Index (in the stored strings, given as (data, offsets)) of each query, -1 where absent or null."""
     qdata, qoffsets, qvalid = string_buffers(queries)
-    sdata, soffsets, _ = string_buffers(stored)
-    return _kernels()[1](qdata, qoffsets, qvalid, bitmap, bits, hashes, order, sdata, soffsets)
+    return lookup_bytes(qdata, qoffsets, qvalid, bitmap, bits, hashes, order, stored)
+
+
+def lookup_bytes(
+    qdata: np.ndarray,
+    qoffsets: np.ndarray,
+    qvalid: np.ndarray,
+    bitmap: np.ndarray,
+    bits: int,
+    hashes: np.ndarray,
+    order: np.ndarray,
+    stored: tuple[np.ndarray, np.ndarray],
+) -> np.ndarray:
+    """`lookup` of queries given as bytes + int64 offsets + validity."""
+    return _kernels()[1](qdata, qoffsets, qvalid, bitmap, bits, hashes, order, stored[0], stored[1])
+
+
+@cache
+def _digest_kernel() -> Any:
+    import numba
+
+    @numba.njit(cache=True, nogil=True)
+    def digest_positions(
+        queries: np.ndarray, valid: np.ndarray, bitmap: np.ndarray, bits: int, prefix: np.ndarray, digests: np.ndarray
+    ) -> np.ndarray:
+        # Per query: its 8-byte big-endian prefix, the bitmap test, a binary search over the sorted prefixes and a
+        # byte comparison of every stored digest sharing that prefix (one, bar astronomically rare ties).
+        n, width = queries.shape
+        m = len(prefix)
+        out = np.full(n, -1, dtype=np.int64)
+        shift = np.uint64(64 - bits)
+        for i in range(n):
+            if not valid[i]:
+                continue
+            q = np.uint64(0)
+            for k in range(8):
+                q = (q << np.uint64(8)) | np.uint64(queries[i, k])
+            slot = np.int64(q >> shift)
+            if not (bitmap[slot >> 3] >> (slot & 7)) & 1:
+                continue
+            lo, hi = 0, m
+            while lo < hi:  # first stored prefix >= q
+                mid = (lo + hi) >> 1
+                if prefix[mid] < q:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            while lo < m and prefix[lo] == q:
+                same = True
+                for k in range(8, width):
+                    if digests[lo, k] != queries[i, k]:
+                        same = False
+                        break
+                if same:
+                    out[i] = lo
+                    break
+                lo += 1
+        return out
+
+    return digest_positions
+
+
+def digest_lookup(
+    queries: np.ndarray, valid: np.ndarray, bitmap: np.ndarray, bits: int, prefix: np.ndarray, digests: np.ndarray
+) -> np.ndarray:
+    """Index (in the sorted `digests`) of each query row (n, width >= 8), -1 where absent or not valid."""
+    return _digest_kernel()(
+        np.ascontiguousarray(queries, dtype=np.uint8),
+        np.ascontiguousarray(valid, dtype=np.bool_),
+        np.asarray(bitmap),
+        bits,
+        np.asarray(prefix),
+        np.asarray(digests),
+    )

@@ -47,11 +47,15 @@ class UrlDigestMatcher(Matcher):
     def match(self, signals: Signals) -> list[Hits]:
         matched: np.ndarray | None = None
         evidence: np.ndarray | None = None
-        for form in self.forms:
+        for index, form in enumerate(self.forms):
             pair = signals.url_digest(self.algorithm, form)
             if pair is None:
                 return []
             digests, valid = pair
+            for earlier in self.forms[:index]:  # a row whose form equals an earlier one's was looked up already
+                same = signals.url_forms_equal(form, earlier)
+                if same is not None:
+                    valid = valid & ~same
             found = self.digests.lookup(digests, valid)
             mask = found >= 0
             if matched is None:
@@ -103,10 +107,10 @@ class UrlMatcher(Matcher):
         matched: np.ndarray | None = None
         evidence: np.ndarray | None = None
         for name, values in self.sets.items():
-            forms = signals.url_form(name)
+            forms = signals.url_form_bytes(name)
             if forms is None:
                 return []
-            found = values.positions(forms)
+            found = values.positions_bytes(forms.data, forms.offsets, forms.valid)
             if matched is None:
                 matched, evidence = np.zeros(len(found), dtype=bool), np.empty(len(found), dtype=object)
             new = (found >= 0) & ~matched  # the first form in the bank's order that matched is reported
