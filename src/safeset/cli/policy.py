@@ -23,7 +23,7 @@ def register(app: typer.Typer) -> None:
 @friendly
 def show(run_dir: Annotated[Path, typer.Argument(help="A scan's run directory.")]) -> None:
     """Print the policy a run resolved (file and flags together), as TOML that `scan --policy` accepts."""
-    from safeset.scan.config import config_from_dict, policy_toml
+    from safeset.scan.config import config_from_record, policy_toml
 
     files = RunDir(run_dir)
     if not files.run_json.is_file():
@@ -31,16 +31,6 @@ def show(run_dir: Annotated[Path, typer.Argument(help="A scan's run directory.")
     recorded = load_json(files.run_json, "run record").get("config")
     if not isinstance(recorded, dict):
         raise SafesetError(f"{files.run_json}: no configuration recorded (a run of an older safeset?)")
-    recorded = dict(recorded)
-    recorded["actions"] = dict(recorded.get("actions", {}).get("overrides", []))
-    recorded["columns"] = dict(recorded.get("columns", {}))
-    recorded["columns"]["hash_cols"] = [f"{c}:{k}" for c, k in recorded["columns"].get("hash_cols", [])]
-    config = config_from_dict(_without_nulls(recorded), where=str(files.run_json))
+    config = config_from_record(recorded, where=str(files.run_json))
     sys.stdout.write(policy_toml(config))  # not through rich: it would wrap long lines, breaking the TOML
     sys.stdout.flush()
-
-
-def _without_nulls(value: object) -> object:
-    if isinstance(value, dict):
-        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
-    return value

@@ -201,10 +201,21 @@ def _expect(kind: type, value: Any, where: str) -> Any:
 
 def policy_toml(config: ScanConfig) -> str:
     """The resolved policy as a policy file: what `safeset policy show` prints (loads back to the same config)."""
-    plain = to_plain(config)
-    plain["actions"] = dict(config.actions.overrides)
-    plain["columns"]["hash_cols"] = [f"{column}:{kind}" for column, kind in config.columns.hash_cols]
-    return tomli_w.dumps(_drop_none(plain))
+    return tomli_w.dumps(_policy_form(to_plain(config)))
+
+
+def config_from_record(recorded: dict[str, Any], where: str) -> ScanConfig:
+    """The configuration a run recorded in run.json (`to_plain` of it) as a ScanConfig again."""
+    return config_from_dict(_policy_form(recorded), where=where)
+
+
+def _policy_form(plain: dict[str, Any]) -> dict[str, Any]:
+    """`to_plain` output in the policy file's spelling: actions as a table, hash columns as NAME:KIND, no nulls."""
+    form = dict(plain)
+    form["actions"] = dict((form.get("actions") or {}).get("overrides", []))
+    columns = form["columns"] = dict(form.get("columns") or {})
+    columns["hash_cols"] = [f"{column}:{kind}" for column, kind in columns.get("hash_cols", [])]
+    return _drop_none(form)
 
 
 def _drop_none(value: Any) -> Any:
