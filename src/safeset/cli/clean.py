@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from safeset.cli.common import console, executor_for, friendly, out, progress_bar
+from safeset.cli.common import console, executor_for, friendly, given_flags, out, progress_bar
 from safeset.errors import SafesetError
 from safeset.policy.actions import ReleasePolicy
 from safeset.rundir import RunDir, load_json
@@ -143,11 +143,7 @@ def _release_policy(ctx: typer.Context, run_dir: Path) -> ReleasePolicy:
         if isinstance(release, dict):
             recorded = {f.name: release[f.name] for f in fields(ReleasePolicy) if f.name in release}
     policy = replace(ReleasePolicy(), **recorded)
-    given = {}
-    for name in ("drop_review", "keep_errored", "cover_ratio", "cover_seed", "roadmap_bound"):
-        source = ctx.get_parameter_source(name)
-        if source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP"):
-            given[name] = ctx.params[name]
+    given = given_flags(ctx, ("drop_review", "keep_errored", "cover_ratio", "cover_seed", "roadmap_bound"))
     if given.get("cover_ratio", policy.cover_ratio) > 0:
         console.print("[yellow]--cover-ratio is deprecated: uniform covers are easily told apart; decoys are off[/]")
         given["roadmap_bound"] = 0.0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 import typer
@@ -81,3 +81,16 @@ def executor_for(name: str, processes: int, ray_address: str | None) -> Any:
             raise SafesetError("--ray-address goes with --executor ray")
         return executor_class(name)(processes)
     return executor_class(name)(address=ray_address, num_cpus=processes if processes > 1 else None)
+
+
+def given_flags(ctx: typer.Context, names: Iterable[str]) -> dict[str, Any]:
+    """The parameters among `names` that the command line set (not left at their defaults), by name: these
+    override a policy file or a run's recorded settings. A repeatable option never given arrives as an empty list."""
+    given = {}
+    for name in names:
+        source, value = ctx.get_parameter_source(name), ctx.params[name]
+        # By name: typer carries its own copy of click, whose enum is not click's.
+        if source is None or source.name in ("DEFAULT", "DEFAULT_MAP") or value in (None, [], ()):
+            continue
+        given[name] = value
+    return given

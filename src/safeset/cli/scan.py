@@ -13,7 +13,7 @@ import typer
 from rich.table import Table
 
 from safeset.banks.store import BankStore
-from safeset.cli.common import console, executor_for, friendly, out, progress_bar
+from safeset.cli.common import console, executor_for, friendly, given_flags, out, progress_bar
 from safeset.errors import SafesetError
 from safeset.expansion.options import NeighborOptions
 from safeset.io.base import DEFAULT_MAX_MEMBER_BYTES
@@ -312,13 +312,8 @@ def _settings_from(ctx: typer.Context, policy: Path | None) -> dict[str, Any]:
         from safeset.scan.config import read_policy_file
 
         settings = read_policy_file(policy)
-    for name, setting in FLAG_SETTINGS.items():
-        value = ctx.params[name]
-        source = ctx.get_parameter_source(name)
-        # By name: typer carries its own copy of click, whose enum is not click's. A repeatable option never
-        # given arrives as an empty list.
-        if source is None or source.name in ("DEFAULT", "DEFAULT_MAP") or value in (None, [], ()):
-            continue
+    for name, value in given_flags(ctx, FLAG_SETTINGS).items():
+        setting = FLAG_SETTINGS[name]
         if isinstance(value, Path):
             value = str(value)
         section, _, key = setting.rpartition(".")
