@@ -26,6 +26,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from safeset.signals.utf8 import k_put_utf8
+
 #: Every step, in the order they run. `invisible` deletes invisible format characters (Unicode category Cf
 #: such as zero-width spaces and joiners, the soft hyphen, bidi controls, tags; variation selectors and
 #: the other default-ignorable code points such as Hangul fillers), which otherwise split a word in two;
@@ -597,25 +599,7 @@ def _k_join_single_characters(codes: np.ndarray, word: np.ndarray, syllabic: np.
     return out[:size]
 
 
-@_jit
-def _k_put_utf8(out: np.ndarray, at: int, c: int) -> int:
-    if c < 0x80:
-        out[at] = c
-        return at + 1
-    if c < 0x800:
-        out[at] = 0xC0 | (c >> 6)
-        out[at + 1] = 0x80 | (c & 0x3F)
-        return at + 2
-    if c < 0x10000:
-        out[at] = 0xE0 | (c >> 12)
-        out[at + 1] = 0x80 | ((c >> 6) & 0x3F)
-        out[at + 2] = 0x80 | (c & 0x3F)
-        return at + 3
-    out[at] = 0xF0 | (c >> 18)
-    out[at + 1] = 0x80 | ((c >> 12) & 0x3F)
-    out[at + 2] = 0x80 | ((c >> 6) & 0x3F)
-    out[at + 3] = 0x80 | (c & 0x3F)
-    return at + 4
+_jit(k_put_utf8)  # shared with the other kernel module; compiled with this module's kernels
 
 
 @_jit
@@ -663,17 +647,17 @@ def _k_finish(
             if pending_space:
                 pending_space = False
                 if c != ROW_END:
-                    at = _k_put_utf8(out, at, _SPACE)  # a space is no letter: never a repeat
+                    at = k_put_utf8(out, at, _SPACE)  # a space is no letter: never a repeat
                     last = _SPACE
         if repeats and alpha[c] and c == last:
             continue
         if c == ROW_END:
             ends[rows] = at
             rows += 1
-        at = _k_put_utf8(out, at, c)
+        at = k_put_utf8(out, at, c)
         last = c
     if pending_space:
-        at = _k_put_utf8(out, at, _SPACE)
+        at = k_put_utf8(out, at, _SPACE)
     return out[:at], ends[:rows]
 
 

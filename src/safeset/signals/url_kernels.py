@@ -26,6 +26,8 @@ from urllib.parse import urlsplit
 import numpy as np
 import pyarrow as pa
 
+from safeset.signals.utf8 import k_put_utf8
+
 _FALLBACK = np.uint32(0xFFFFFFFF)  # in the lower-case table: a character whose lower case needs the scalar path
 _LOWER_TABLE_SIZE = 0x1F000  # no cased character lies above U+1E943 (Adlam)
 
@@ -160,25 +162,7 @@ def _k_http_prefix(data: np.ndarray, start: int, end: int) -> int:
     return 0
 
 
-@_jit
-def _k_put_utf8(out: np.ndarray, at: int, c: int) -> int:
-    if c < 0x80:
-        out[at] = c
-        return at + 1
-    if c < 0x800:
-        out[at] = 0xC0 | (c >> 6)
-        out[at + 1] = 0x80 | (c & 0x3F)
-        return at + 2
-    if c < 0x10000:
-        out[at] = 0xE0 | (c >> 12)
-        out[at + 1] = 0x80 | ((c >> 6) & 0x3F)
-        out[at + 2] = 0x80 | (c & 0x3F)
-        return at + 3
-    out[at] = 0xF0 | (c >> 18)
-    out[at + 1] = 0x80 | ((c >> 12) & 0x3F)
-    out[at + 2] = 0x80 | ((c >> 6) & 0x3F)
-    out[at + 3] = 0x80 | (c & 0x3F)
-    return at + 4
+_jit(k_put_utf8)  # shared with the other kernel module; compiled with this module's kernels
 
 
 @_jit
@@ -278,7 +262,7 @@ def _k_te(
                     odd = True
                     break
                 c = np.int64(mapped)
-            at = _k_put_utf8(out, at, c)
+            at = k_put_utf8(out, at, c)
             i += k + 1
         if not odd and not in_fragment and at > row_at and (out[at - 1] == 63 or out[at - 1] == 59):
             odd = True  # a trailing '?' or ';' (an empty query or `;params`, dropped)
