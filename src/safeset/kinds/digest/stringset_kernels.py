@@ -13,19 +13,16 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from safeset.signals.url_kernels import string_buffers as url_string_buffers
+
 _FNV_OFFSET = np.uint64(0xCBF29CE484222325)
 _FNV_PRIME = np.uint64(0x100000001B3)
 
 
 def string_buffers(strings: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(data bytes, offsets as int64, validity) of a string or binary array, zero-copy where Arrow allows."""
-    n = len(strings)
-    width = np.int64 if strings.type in (pa.large_string(), pa.large_binary()) else np.int32
-    buffers = strings.buffers()
-    offsets = np.frombuffer(buffers[1], dtype=width)[strings.offset : strings.offset + n + 1].astype(np.int64)
-    data = np.frombuffer(buffers[2], dtype=np.uint8) if buffers[2] is not None else np.zeros(0, dtype=np.uint8)
-    valid = np.asarray(strings.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
-    return data, offsets, valid
+    """(data bytes, offsets as int64 from 0, validity) of a string array: the URL kernels' view of it."""
+    buffers = url_string_buffers(strings)
+    return buffers.data, buffers.offsets, buffers.valid
 
 
 @cache
@@ -33,6 +30,23 @@ def _kernels() -> Any:
     import numba
 
     jit = numba.njit(cache=True, nogil=True)
+
+    @jit
+    def in_bitmap(bitmap: np.ndarray, key: np.uint64, shift: np.uint64) -> bool:
+        slot = np.int64(key >> shift)
+        return bool((bitmap[slot >> 3] >> (slot & 7)) & 1)
+
+    @jit
+    def first_at_least(keys: np.ndarray, key: np.uint64) -> int:
+        """Binary search: the first position of sorted `keys` holding `key` or more."""
+        lo, hi = 0, len(keys)
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            if keys[mid] < key:
+                lo = mid + 1
+            else:
+                hi = mid
+        return lo
 
     @jit
     def hash_one(data: np.ndarray, start: int, stop: int) -> np.uint64:
@@ -86,16 +100,9 @@ def _kernels() -> Any:
                 continue
             start, stop = qoffsets[i], qoffsets[i + 1]
             h = hash_one(qdata, start, stop)
-            slot = np.int64(h >> shift)
-            if not (bitmap[slot >> 3] >> (slot & 7)) & 1:
+            if not in_bitmap(bitmap, h, shift):
                 continue
-            lo, hi = 0, m
-            while lo < hi:  # first stored hash >= h
-                mid = (lo + hi) >> 1
-                if hashes[mid] < h:
-                    lo = mid + 1
-                else:
-                    hi = mid
+            lo = first_at_least(hashes, h)
             while lo < m and hashes[lo] == h:  # every stored string with this hash (collisions are rare)
                 p = order[lo]
                 a, b = soffsets[p], soffsets[p + 1]
@@ -111,7 +118,38 @@ def _kernels() -> Any:
                 lo += 1
         return out
 
-    return hash_all, positions
+    @jit
+    def digest_positions(
+        queries: np.ndarray, valid: np.ndarray, bitmap: np.ndarray, bits: int, prefix: np.ndarray, digests: np.ndarray
+    ) -> np.ndarray:
+        # Per query: its 8-byte big-endian prefix, the bitmap test, a binary search over the sorted prefixes and a
+        # byte comparison of every stored digest sharing that prefix (one, bar astronomically rare ties).
+        n, width = queries.shape
+        m = len(prefix)
+        out = np.full(n, -1, dtype=np.int64)
+        shift = np.uint64(64 - bits)
+        for i in range(n):
+            if not valid[i]:
+                continue
+            q = np.uint64(0)
+            for k in range(8):
+                q = (q << np.uint64(8)) | np.uint64(queries[i, k])
+            if not in_bitmap(bitmap, q, shift):
+                continue
+            lo = first_at_least(prefix, q)
+            while lo < m and prefix[lo] == q:
+                same = True
+                for k in range(8, width):
+                    if digests[lo, k] != queries[i, k]:
+                        same = False
+                        break
+                if same:
+                    out[i] = lo
+                    break
+                lo += 1
+        return out
+
+    return hash_all, positions, digest_positions
 
 
 def hash_strings(strings: pa.Array) -> np.ndarray:
@@ -149,56 +187,13 @@ def lookup_bytes(
     return _kernels()[1](qdata, qoffsets, qvalid, bitmap, bits, hashes, order, stored[0], stored[1])
 
 
-@cache
-def _digest_kernel() -> Any:
-    import numba
-
-    @numba.njit(cache=True, nogil=True)
-    def digest_positions(
-        queries: np.ndarray, valid: np.ndarray, bitmap: np.ndarray, bits: int, prefix: np.ndarray, digests: np.ndarray
-    ) -> np.ndarray:
-        # Per query: its 8-byte big-endian prefix, the bitmap test, a binary search over the sorted prefixes and a
-        # byte comparison of every stored digest sharing that prefix (one, bar astronomically rare ties).
-        n, width = queries.shape
-        m = len(prefix)
-        out = np.full(n, -1, dtype=np.int64)
-        shift = np.uint64(64 - bits)
-        for i in range(n):
-            if not valid[i]:
-                continue
-            q = np.uint64(0)
-            for k in range(8):
-                q = (q << np.uint64(8)) | np.uint64(queries[i, k])
-            slot = np.int64(q >> shift)
-            if not (bitmap[slot >> 3] >> (slot & 7)) & 1:
-                continue
-            lo, hi = 0, m
-            while lo < hi:  # first stored prefix >= q
-                mid = (lo + hi) >> 1
-                if prefix[mid] < q:
-                    lo = mid + 1
-                else:
-                    hi = mid
-            while lo < m and prefix[lo] == q:
-                same = True
-                for k in range(8, width):
-                    if digests[lo, k] != queries[i, k]:
-                        same = False
-                        break
-                if same:
-                    out[i] = lo
-                    break
-                lo += 1
-        return out
-
-    return digest_positions
 
 
 def digest_lookup(
     queries: np.ndarray, valid: np.ndarray, bitmap: np.ndarray, bits: int, prefix: np.ndarray, digests: np.ndarray
 ) -> np.ndarray:
     """Index (in the sorted `digests`) of each query row (n, width >= 8), -1 where absent or not valid."""
-    return _digest_kernel()(
+    return _kernels()[2](
         np.ascontiguousarray(queries, dtype=np.uint8),
         np.ascontiguousarray(valid, dtype=np.bool_),
         np.asarray(bitmap),
