@@ -40,6 +40,17 @@ cases = Table(
     Column("pending_batch", String(64)),
 )
 
+# Every identity a case is known by (its own, each digest it gained, its URL): an import finds the case of an
+# item by any of them, so an item first flagged by URL and later by image MD5 stays one case.
+identities = Table(
+    "identities",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("case_id", Integer, ForeignKey("cases.id"), nullable=False, index=True),
+    Column("identity", Text, nullable=False),
+    Column("digest", String(64), nullable=False, unique=True),
+)
+
 occurrences = Table(
     "occurrences",
     metadata,

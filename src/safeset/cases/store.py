@@ -5,9 +5,12 @@ SQLite (a file, 0600) for one person, PostgreSQL for a team, one schema through 
 shipped in the package bring any store to the current schema when it is opened. A case holds hashes, URLs, keys
 and evidence strings only: never captions, never image bytes.
 
-Identity: a case is keyed by the strongest thing known of its item: the image MD5, else SHA-256 or SHA-1, else the
-PDQ hash, else the canonical URL, else the dataset key. Importing a run twice, or another run, adds occurrences
-and evidence to existing cases and never makes a second case for the same identity.
+Identity: a case is opened under the strongest thing known of its item: the image MD5, else SHA-256 or SHA-1, else
+the PDQ hash, else the canonical URL, else the dataset key. It is then known by every one of these it is seen with
+(the `identities` table): an item flagged by its URL in a metadata scan and later by its MD5 in an image scan is
+one case, which gains the MD5. An identity joins a case only when their digests agree (a URL now serving other
+bytes opens a case of its own). Importing a run twice, or another run, adds occurrences and evidence to existing
+cases and never makes a second case for the same item.
 """
 
 from __future__ import annotations
@@ -170,55 +173,84 @@ class CaseStore:
             group = groups.setdefault(identity, _Group(identity))
             group.add(record, facts)
         now = _now()
-        new_cases = updated = 0
+        # Groups known by a digest go first, so that a URL-only group of the same import finds their case.
+        ordered = sorted(groups.values(), key=lambda g: len(g.aliases()) == 1 and not any(g.hashes().values()))
+        fresh: list[int] = []
+        touched: set[int] = set()
         with self._begin() as conn:
-            existing = self._cases_by_identity(conn, [g.digest for g in groups.values()])
-            fresh = [g for g in groups.values() if g.digest not in existing]
-            for group in fresh:
-                case_id = conn.execute(
-                    sa.insert(schema.cases).values(
-                        identity=group.identity,
-                        identity_digest=group.digest,
-                        state=CaseState.CANDIDATE.value,
-                        first_seen=now,
-                        updated_at=now,
-                        **group.hashes(),
+            owners = self._cases_by_alias(conn, [_digest(a) for g in ordered for a in g.aliases()])
+            known = self._case_hashes(conn, sorted(set(owners.values())))
+            for group in ordered:
+                case_id = next(
+                    (
+                        owners[_digest(alias)]
+                        for alias in group.aliases()
+                        if _digest(alias) in owners and _agree(known[owners[_digest(alias)]], group.hashes())
+                    ),
+                    None,
+                )
+                if case_id is None:
+                    case_id = int(
+                        conn.execute(
+                            sa.insert(schema.cases).values(
+                                identity=group.identity,
+                                identity_digest=group.digest,
+                                state=CaseState.CANDIDATE.value,
+                                first_seen=now,
+                                updated_at=now,
+                                **group.hashes(),
+                            )
+                        ).inserted_primary_key[0]
                     )
-                ).inserted_primary_key[0]
-                existing[group.digest] = (int(case_id), group.hashes_none())
+                    fresh.append(case_id)
+                    known[case_id] = group.hashes_none()
+                new_aliases = [a for a in group.aliases() if _digest(a) not in owners]
+                if new_aliases:
+                    conn.execute(
+                        sa.insert(schema.identities),
+                        [{"case_id": case_id, "identity": a, "digest": _digest(a)} for a in new_aliases],
+                    )
+                    owners.update((_digest(a), case_id) for a in new_aliases)
+                added = self._add_rows(conn, case_id, group)
+                missing = {k: v for k, v in group.hashes().items() if v and not known[case_id].get(k)}
+                if missing:
+                    conn.execute(sa.update(schema.cases).where(schema.cases.c.id == case_id).values(**missing))
+                    known[case_id].update(missing)
+                if (added or missing) and case_id not in fresh:
+                    touched.add(case_id)
             if fresh:
                 self._append_log(
                     conn,
-                    [(existing[g.digest][0], None, CaseState.CANDIDATE) for g in fresh],
+                    [(case_id, None, CaseState.CANDIDATE) for case_id in fresh],
                     who,
                     f"found by the scan in {Path(run_dir).name}",
                     None,
                     now,
                 )
-                new_cases = len(fresh)
-            fresh_digests = {g.digest for g in fresh}
-            for group in groups.values():
-                case_id, known_hashes = existing[group.digest]
-                added = self._add_rows(conn, case_id, group)
-                missing = {k: v for k, v in group.hashes().items() if v and not known_hashes.get(k)}
-                if missing and group.digest not in fresh_digests:
-                    conn.execute(sa.update(schema.cases).where(schema.cases.c.id == case_id).values(**missing))
-                if (added or missing) and group.digest not in fresh_digests:
-                    conn.execute(sa.update(schema.cases).where(schema.cases.c.id == case_id).values(updated_at=now))
-                    updated += 1
+            if touched:
+                conn.execute(
+                    sa.update(schema.cases).where(schema.cases.c.id.in_(sorted(touched))).values(updated_at=now)
+                )
+        new_cases, updated = len(fresh), len(touched)
         return ImportResult(new_cases, updated, len(run.findings), run.urls_filled, run.note)
 
-    def _cases_by_identity(self, conn: Connection, digests: list[str]) -> dict[str, tuple[int, dict[str, Any]]]:
-        found: dict[str, tuple[int, dict[str, Any]]] = {}
+    def _cases_by_alias(self, conn: Connection, digests: list[str]) -> dict[str, int]:
+        """The case known by each of these identity digests (those no case is known by are absent)."""
+        found: dict[str, int] = {}
+        c = schema.identities.c
+        for part in _chunks(sorted(set(digests))):
+            found.update(
+                (row.digest, row.case_id)
+                for row in conn.execute(sa.select(c.digest, c.case_id).where(c.digest.in_(part)))
+            )
+        return found
+
+    def _case_hashes(self, conn: Connection, case_ids: list[int]) -> dict[int, dict[str, Any]]:
+        found: dict[int, dict[str, Any]] = {}
         c = schema.cases.c
-        for part in _chunks(digests):
-            for row in conn.execute(
-                sa.select(c.identity_digest, c.id, c.md5, c.sha1, c.sha256, c.pdq).where(c.identity_digest.in_(part))
-            ):
-                found[row.identity_digest] = (
-                    row.id,
-                    {"md5": row.md5, "sha1": row.sha1, "sha256": row.sha256, "pdq": row.pdq},
-                )
+        for part in _chunks(case_ids):
+            for row in conn.execute(sa.select(c.id, c.md5, c.sha1, c.sha256, c.pdq).where(c.id.in_(part))):
+                found[row.id] = {"md5": row.md5, "sha1": row.sha1, "sha256": row.sha256, "pdq": row.pdq}
         return found
 
     def _add_rows(self, conn: Connection, case_id: int, group: _Group) -> bool:
@@ -582,6 +614,37 @@ class _Group:
     def hashes_none(self) -> dict[str, Any]:
         return dict.fromkeys(("md5", "sha1", "sha256", "pdq"))
 
+    def aliases(self) -> list[str]:
+        """Every identity the group's item is known by, strongest first; the URLs of all its rows count."""
+        names = [f"{name}:{value}" for name in ("md5", "sha256", "sha1", "pdq") if (value := getattr(self.facts, name))]
+        names += [_url_identity(o["url"]) for o in self.occurrences.values() if o["url"]]
+        return list(dict.fromkeys(names)) or [self.identity]
+
+
+#: Two PDQ hashes further apart than this are different pictures (the usual match threshold).
+_PDQ_SAME = 31
+
+
+def _agree(case: dict[str, Any], group: dict[str, Any]) -> bool:
+    """Whether the digests of a case and of a newly seen group can be the same item: no digest both hold differs
+    (PDQ: within the match threshold, since re-encodings move it)."""
+    for name in ("md5", "sha1", "sha256"):
+        if case.get(name) and group.get(name) and case[name] != group[name]:
+            return False
+    if case.get("pdq") and group.get("pdq"):
+        differing = int(case["pdq"], 16) ^ int(group["pdq"], 16)
+        return differing.bit_count() <= _PDQ_SAME
+    return True
+
+
+def _url_identity(url: str) -> str:
+    from safeset.signals.urls import CanonicalUrl
+
+    try:
+        return f"url:{CanonicalUrl().normalize(url)}"
+    except (ValueError, UnicodeError):
+        return f"url:{url.strip()}"
+
 
 def _identity(key: str, facts: RowFacts) -> str:
     for name in ("md5", "sha256", "sha1", "pdq"):
@@ -589,12 +652,7 @@ def _identity(key: str, facts: RowFacts) -> str:
         if value:
             return f"{name}:{value}"
     if facts.url:
-        from safeset.signals.urls import CanonicalUrl
-
-        try:
-            return f"url:{CanonicalUrl().normalize(facts.url)}"
-        except (ValueError, UnicodeError):
-            return f"url:{facts.url.strip()}"
+        return _url_identity(facts.url)
     return f"key:{key}"
 
 
