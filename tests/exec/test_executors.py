@@ -123,3 +123,26 @@ def test_ray_executor_matches_local(
     assert local["findings_by_detector"].get("duplicate", 0) > 0
     _same_outputs(tmp_path / "local", tmp_path / "ray")
     _same_outputs(tmp_path / "nn-local", tmp_path / "nn-ray")
+
+
+def test_passes_run_in_the_driver_reuse_its_open_dataset(
+    laion_and_banks: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In one process, the neighbour rounds and the release work on the dataset the driver opened: the
+    dataset is opened once by the scan and once by clean, not again per round or per pass."""
+    import safeset.io.detect as detect
+
+    opened: list[str] = []
+    real_open = detect.open_dataset
+
+    def counting_open(*args: object, **kwargs: object) -> object:
+        opened.append(str(args[0]))
+        return real_open(*args, **kwargs)  # type: ignore[arg-type]
+
+    for module in ("safeset.io.detect", "safeset.scan.task", "safeset.expansion.base", "safeset.release.clean"):
+        monkeypatch.setattr(f"{module}.open_dataset", counting_open)
+    dataset, banks = laion_and_banks
+    _run(dataset, banks, tmp_path / "run", LocalExecutor(1), NEIGHBOURS)
+    assert len(opened) == 1  # the scan's; two hops of neighbour search reused it
+    _release(dataset, tmp_path / "run", tmp_path / "release", LocalExecutor(1))
+    assert len(opened) == 2  # clean's own; its shards reused it

@@ -24,6 +24,12 @@ class Task(ABC):
     def open(self) -> Callable[[Any], Any]:
         """Build what this process needs and return the function applied to each item."""
 
+    def open_with(self, dataset: Any) -> Callable[[Any], Any] | None:
+        """The worker built on the dataset the driver already has open (as `open` would open it), for items
+        run in the driver's process: no second listing or pinning of the dataset. None: the task does not
+        read the dataset, or cannot reuse it; `open` is used."""
+        return None
+
 
 class Executor(ABC):
     name: str
@@ -55,13 +61,33 @@ class _Numbered(Task):
         return lambda pair: (pair[0], worker(pair[1]))
 
 
+class _OnFirstItem:
+    """A worker for items run in the driver, built on the driver's open dataset when the first item comes (an
+    executor that sends every item elsewhere never builds it)."""
+
+    def __init__(self, task: Task, dataset: Any) -> None:
+        self.task, self.dataset = task, dataset
+        self.worker: Callable[[Any], Any] | None = None
+
+    def __call__(self, pair: tuple[int, Any]) -> tuple[int, Any]:
+        if self.worker is None:
+            self.worker = self.task.open_with(self.dataset) or self.task.open()
+        return pair[0], self.worker(pair[1])
+
+
 def map_in_order(
-    executor: Executor, task: Task, items: Sequence[Any], on_result: Callable[[], None] | None = None
+    executor: Executor,
+    task: Task,
+    items: Sequence[Any],
+    on_result: Callable[[], None] | None = None,
+    dataset: Any = None,
 ) -> list[Any]:
     """Every item's result, in the items' order, however the executor spread them: passes whose results are
-    combined (expansion) stay deterministic. `on_result` is called as each item completes (progress)."""
+    combined (expansion) stay deterministic. `on_result` is called as each item completes (progress); items run
+    in this process reuse `dataset` (the driver's open dataset) where the task can."""
     results: list[Any] = [None] * len(items)
-    for position, result in executor.map(_Numbered(task), list(enumerate(items))):
+    local = _OnFirstItem(task, dataset) if dataset is not None else None
+    for position, result in executor.map(_Numbered(task), list(enumerate(items)), local):
         results[position] = result
         if on_result:
             on_result()

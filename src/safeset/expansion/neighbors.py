@@ -290,8 +290,11 @@ class _ShardSearch(Task):
         return f"neighbor-search-{self.round_id}"
 
     def open(self) -> Callable[[int], tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        return self.open_with(open_scanned_dataset(self.config))
+
+    def open_with(self, dataset: DatasetFormat) -> Callable[[int], tuple[np.ndarray, np.ndarray, np.ndarray]]:
         where = self.config.embeddings
-        source = open_embeddings(open_scanned_dataset(self.config), where.path, where.column, where.member)
+        source = open_embeddings(dataset, where.path, where.column, where.member)
         none = np.empty(0, dtype=np.int64)
 
         def search_shard(index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -170,7 +170,7 @@ def clean_dataset(
             cover_rate,
         )
         work = [item for item in planned if isinstance(item, _ShardWork)]
-        done = iter(map_in_order(executor or LocalExecutor(1), task, work, on_result=on_item))
+        done = iter(map_in_order(executor or LocalExecutor(1), task, work, on_result=on_item, dataset=fmt))
         for item in planned:
             if isinstance(item, ShardAccount):
                 account = item
@@ -274,7 +274,9 @@ class _ReleaseTask(Task):
     def open(self) -> Callable[[_ShardWork], tuple[ShardAccount, pa.Table | None, set[int]]]:
         fmt = open_dataset(self.dataset, self.input_format, self.columns)
         fmt.max_member_bytes = self.max_member_bytes
+        return self.open_with(fmt)
 
+    def open_with(self, fmt: DatasetFormat) -> Callable[[_ShardWork], tuple[ShardAccount, pa.Table | None, set[int]]]:
         def release_shard(work: _ShardWork) -> tuple[ShardAccount, pa.Table | None, set[int]]:
             _check_pins(fmt, work.shard, work.result)
             withheld: set[int] = set()

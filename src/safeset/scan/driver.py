@@ -157,7 +157,7 @@ def run_expansions(
     def run_round(task: Any, items: Any) -> list[Any]:
         if on_pass:
             on_pass(current[0], len(items))
-        return map_in_order(runner, task, items, on_item)
+        return map_in_order(runner, task, items, on_item, dataset=scanner.dataset)
 
     context = ExpansionContext(run_dir.resolve(), scanner.dataset, shards, seeds, scanner.config, run_round)
     for expander in scanner.expanders:
