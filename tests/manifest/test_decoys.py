@@ -58,3 +58,27 @@ def test_adversary_needs_both_classes() -> None:
     features, is_true = _planted_features(500, 1, seed=0)
     with pytest.raises(SafesetError, match="at least 2 true removals"):
         audit_withheld(features, is_true)
+
+
+def test_a_removal_is_not_the_centre_of_its_decoys() -> None:
+    """A local-density adversary looks for the middle of each cluster of withheld rows. Each removal's decoys are
+    drawn around an anchor from its own neighbourhood, so the removal sits off their middle: among its cluster,
+    its distance to the centre is not the smallest."""
+    rng = np.random.default_rng(5)
+    rows = 40_000
+    points = rng.random((rows, 2))
+    spots = np.array([(x, y) for x in (0.15, 0.5, 0.85) for y in (0.15, 0.5, 0.85)])
+    is_true = np.zeros(rows, dtype=bool)
+    is_true[: len(spots)] = True
+    points[: len(spots)] = spots
+    features = pa.table({"punsafe": points[:, 0], "aesthetic": points[:, 1]})
+    draw = select_decoys(features, is_true, ~is_true, DecoyOptions(roadmap_bound=0.05, seed=3))
+    decoys = points[draw.decoys]
+    owner = np.argmin(((decoys[:, None, :] - spots[None, :, :]) ** 2).sum(axis=2), axis=1)
+    ranks = []
+    for k, spot in enumerate(spots):
+        cluster = np.vstack([spot[None, :], decoys[owner == k]])  # the removal first
+        from_centre = np.linalg.norm(cluster - cluster.mean(axis=0), axis=1)
+        ranks.append(float((from_centre < from_centre[0]).mean()))  # 0: the removal is the closest to the centre
+    assert len(decoys) == 19 * len(spots)
+    assert np.mean(ranks) >= 0.12, ranks  # 0.16-0.34 over seeds 0-4; drawn around the removal itself: 0.04
