@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from safeset.errors import SafesetError
+from safeset.io.detect import open_dataset
 from safeset.io.location import config_dataset, normalised_spec, relative_id, resolve_location, scheme_of
 from safeset.scan.config import ScanConfig, config_from_dict, load_policy, policy_toml
 
@@ -57,10 +58,26 @@ def test_relative_ids_of_remote_files() -> None:
 def test_any_location_string_resolves_or_is_one_safeset_error(tmp_path: Path, entries: list[str], remote: bool) -> None:
     (tmp_path / "d").mkdir(exist_ok=True)
     (tmp_path / "d" / "a.parquet").write_bytes(b"x")
-    specs = [f"memory://hyp-{e}" if remote else str(tmp_path / "d" / e) for e in entries]
+    # Joined as text: a Path join with an entry starting with "/" would leave the test folder for the root.
+    specs = [f"memory://hyp-{e}" if remote else f"{tmp_path / 'd'}/{e}" for e in entries]
     try:
         where = resolve_location(specs)
     except SafesetError as exc:
         assert "\n" not in str(exc)
         return
     assert where.files is None or all(f.is_file() for f in where.files)
+
+
+def test_a_folder_that_cannot_be_listed_is_one_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Root may read what a permission check would refuse anyone else, so the refusal is simulated."""
+    (tmp_path / "d" / "locked").mkdir(parents=True)
+    (tmp_path / "e").mkdir()
+
+    def refuse(self: Path, pattern: str) -> object:
+        raise PermissionError(13, "Permission denied", str(tmp_path / "d" / "locked"))
+
+    monkeypatch.setattr(Path, "rglob", refuse)
+    with pytest.raises(SafesetError, match=r"locked.*cannot be listed \(Permission denied\)"):
+        resolve_location([str(tmp_path / "d"), str(tmp_path / "e")])  # several entries: listed here
+    with pytest.raises(SafesetError, match=r"locked.*cannot be listed \(Permission denied\)"):
+        open_dataset(tmp_path / "d")  # one folder: listed when its format is detected

@@ -55,12 +55,15 @@ def _detect_local(root: Any) -> str:
         raise InputError("cannot tell the format of this file; pass --input-format", root)
     if is_laion_layout(root):
         return LaionEmbeddingDataset.name  # metadata/ + img_emb/: LAION's embedding layout
-    if any(root.rglob("*.tar")):
-        return WebDatasetShards.name
-    if any(root.rglob("*.parquet")):
-        return ParquetDataset.name
-    if any(p.suffix.lower().lstrip(".") in IMAGE_EXTENSIONS for p in root.rglob("*")):
-        return ImageFolder.name
+    try:
+        if any(root.rglob("*.tar")):
+            return WebDatasetShards.name
+        if any(root.rglob("*.parquet")):
+            return ParquetDataset.name
+        if any(p.suffix.lower().lstrip(".") in IMAGE_EXTENSIONS for p in root.rglob("*")):
+            return ImageFolder.name
+    except OSError as exc:  # a sub-folder that cannot be listed: one error naming it
+        raise InputError(f"cannot be listed ({exc.strerror or exc})", exc.filename or root) from None
     raise InputError("no .tar shards, .parquet files or images found", root)
 
 

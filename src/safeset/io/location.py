@@ -187,7 +187,7 @@ def _local_entry(entry: str) -> tuple[list[Path], Path]:
         return found, Path(_fixed_prefix(entry) or ".").absolute()
     path = Path(entry).absolute()
     if path.is_dir():
-        return sorted(p for p in path.rglob("*") if p.is_file()), path
+        return local_files(path, "*"), path
     if path.is_file():
         return [path], path
     raise InputError("dataset path does not exist", entry)
@@ -236,11 +236,19 @@ def list_files(root: Any, suffix: str | None) -> list[Any]:
     """Files under a folder (recursively), with a suffix if given, sorted by path: locally exactly as the readers
     always listed them; remotely with one recursive listing (one request per 1000 keys on S3)."""
     if is_local(root):
-        pattern = f"*{suffix}" if suffix else "*"
-        return sorted(p for p in root.rglob(pattern) if p.is_file())
+        return local_files(root, f"*{suffix}" if suffix else "*")
     listing = remote_call(root, "cannot be listed", root.fs.find, root.path, detail=True)
     names = sorted(n for n, info in listing.items() if info.get("type") == "file" and n.endswith(suffix or ""))
     return [_with_path(root, n) for n in names]
+
+
+def local_files(root: Path, pattern: str) -> list[Path]:
+    """Files under a local folder matching `pattern`, recursively, sorted; a sub-folder that cannot be listed is
+    one error naming it (never skipped)."""
+    try:
+        return sorted(p for p in root.rglob(pattern) if p.is_file())
+    except OSError as exc:
+        raise InputError(f"cannot be listed ({exc.strerror or exc})", exc.filename or root) from None
 
 
 def relative_id(path: Any, root: Any) -> str:
