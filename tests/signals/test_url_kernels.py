@@ -59,6 +59,10 @@ def _both_paths(urls: list[str | None]) -> None:
 @example(["https://A.com:443/x/%2e%2E/y?", "https://a.com/%7e%41%zz%", "https://a.com/é ü", "http://a.com:8080"])
 @example(["https://a.com/x?u=http://b.org/", "https://a.com/ΑΣ", "https://a.com/İ", "http://a.com/%", None])
 @example(["https://a.com/./", "https://a.com/.x/..y", "https://a.com/%2e", "https://a.com/a?./..", "https://a.com/?"])
+# The edges of the simple kinds (forms as spans of the URL; `te` lower-cased where only the path has upper case).
+@example(["http://a.com/x/.y", "http://a.com/x?", "http://a.com./x", "http://a.com", "https://a.com/A?B=C", None])
+@example(["http://a_b.com/~x", "http://a.com/x;y", "http://a.com//x", "https://A.com/x", "https://a.com:443/x"])
+@example(["http://a.com/x?y?", "http://a.com/a/..", "http://a.com/%41", "http://a.com/X#Y", "https:/a.com/x", "http:"])
 def test_compiled_forms_equal_the_scalar_reference(urls: list[str | None]) -> None:
     _both_paths(urls)
 

@@ -93,14 +93,14 @@ class Signals:
 
     def url_forms_equal(self, first: str, second: str) -> np.ndarray | None:
         """Rows whose URL is byte-identical in both normal forms (most URLs: lower case, nothing to escape)."""
-        forms = self.url_forms()
-        if forms is None:
-            return None
-        if {first, second} == {"te", "canonical"}:
-            return forms.same
         a, b = self.url_form_bytes(first), self.url_form_bytes(second)
+        if a is None or b is None:
+            return None
+        forms = self._cache.get("url_forms")
+        if isinstance(forms, UrlForms) and {id(a), id(b)} == {id(forms.te), id(forms.canonical)}:
+            return forms.same  # found by the kernel that wrote them
         key = "url_equal:" + ":".join(sorted((first, second)))
-        return self._memo(key, lambda: spans_equal(a, b))  # type: ignore[arg-type, return-value]
+        return self._memo(key, lambda: spans_equal(a, b))  # type: ignore[return-value]
 
     def captions(self, normalizer: TextNormalizer) -> NormalizedText | None:
         """Captions normalised with these steps; banks built with the same steps share one computation."""

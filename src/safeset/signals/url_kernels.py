@@ -1003,19 +1003,19 @@ def digest_spans(
     algorithm: str,
     known: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(digests, valid) of rows given as spans data[starts[i]:ends[i]] (a `FormBytes`). With `known` (a mask of
-    rows and digests for them, e.g. rows whose other form is identical and hashed already), those rows take
-    the known digest unhashed."""
-    size = _DIGEST_SIZES[algorithm]
-    digests = np.zeros((len(valid), size), dtype=np.uint8)
-    hash_rows = valid
-    if known is not None:
+    """(digests, valid) of rows given as spans data[starts[i]:ends[i]] (a `FormBytes`); zero digests where not
+    valid. With `known` = (rows, digests) -- e.g. rows whose other form is identical, and that form's digests --
+    those rows take the known digest unhashed."""
+    if known is None:
+        hash_rows, start_from = valid, np.zeros((len(valid), _DIGEST_SIZES[algorithm]), dtype=np.uint8)
+    else:
         rows, values = known
         hash_rows = valid & ~rows
-        digests[rows] = values[rows]
+        start_from = np.where((rows & valid)[:, None], values, np.uint8(0))
     if algorithm == "md5":
         _compile_kernels()
-        return _k_md5_spans(data, starts, ends, hash_rows, digests), valid
+        return _k_md5_spans(data, starts, ends, hash_rows, start_from), valid
+    digests = start_from.copy()
     make = getattr(hashlib, algorithm)
     view = memoryview(data)
     for i in np.flatnonzero(hash_rows).tolist():

@@ -129,25 +129,30 @@ def _kernels() -> Any:
         directory: np.ndarray,
         directory_bits: int,
     ) -> np.ndarray:
-        # Per query: its 8-byte big-endian prefix; the bitmap test (a small, cache-resident table rejects almost
-        # every non-member); then the directory bucket of the prefix's top bits -- the few sorted prefixes sharing
-        # them, one or two on average -- and a byte comparison of every stored digest with that prefix (one, bar
-        # astronomically rare ties): two or three memory reads for a query that passes, not a binary search's
-        # ~20. One flat loop: numba does not inline a helper taking the arrays, and the call costs more than the
-        # lookup.
+        # Two passes. First every query's 8-byte big-endian prefix and its bitmap test, branch-free (a small,
+        # cache-resident table rejects almost every non-member; independent reads the CPU overlaps), keeping the
+        # queries that pass. Then for those, the directory bucket of the prefix's top bits -- the few sorted
+        # prefixes sharing them, one or two on average -- and a byte comparison of every stored digest with that
+        # prefix (one, bar astronomically rare ties): two or three reads, not a binary search's ~20. Flat loops:
+        # numba does not inline a helper taking the arrays, and the call would cost more than the lookup.
         n, width = queries.shape
         out = np.full(n, -1, dtype=np.int64)
         shift = np.uint64(64 - bits)
         directory_shift = np.uint64(64 - directory_bits)
+        keys = np.empty(n, dtype=np.uint64)
+        passed = np.empty(n, dtype=np.int64)
+        count = 0
         for i in range(n):
-            if not valid[i]:
-                continue
             q = np.uint64(0)
             for k in range(8):
                 q = (q << np.uint64(8)) | np.uint64(queries[i, k])
+            keys[i] = q
             slot = np.int64(q >> shift)
-            if not (bitmap[slot >> 3] >> (slot & 7)) & 1:
-                continue
+            passed[count] = i
+            count += ((bitmap[slot >> 3] >> (slot & 7)) & 1) & np.uint8(valid[i])
+        for c in range(count):
+            i = passed[c]
+            q = keys[i]
             bucket = np.int64(q >> directory_shift)
             for p in range(directory[bucket], directory[bucket + 1]):
                 if prefix[p] != q:
