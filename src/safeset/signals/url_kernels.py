@@ -853,9 +853,9 @@ def url_forms(array: pa.Array, te_scalar: Any, canonical_scalar: Any, host_mappe
         fixer.te(te_rows, codes[0], te_scalar)
         fixer.canonical(canonical_rows, codes[1], hosts, canonical_scalar, host_mapper)
         buf = fixer.finish()
-        for row in np.union1d(te_rows, canonical_rows).tolist():  # the kernel left these rows' `same` False
-            te_span, canonical_span = buf[spans[0, row] : spans[1, row]], buf[spans[2, row] : spans[3, row]]
-            same[row] = te_span.tobytes() == canonical_span.tobytes()
+        rows = np.union1d(te_rows, canonical_rows)  # the kernel left these rows' `same` False
+        picked = spans[:, rows]
+        same[rows] = _k_spans_equal(buf, picked[0], picked[1], buf, picked[2], picked[3], source.valid[rows])
     return UrlForms(
         FormBytes(buf, spans[0], spans[1], source.valid, source),
         FormBytes(buf, spans[2], spans[3], source.valid, source),
@@ -878,8 +878,8 @@ class _FlaggedRows:
     def te(self, rows: np.ndarray, codes: np.ndarray, scalar: Any) -> None:
         for row in rows.tolist():
             if codes[row] == 2:  # the kernel's form stands if urllib accepts the netloc
-                value = bytes(self.buf[self.spans[0, row] : self.spans[1, row]])
-                if _netloc_passes_urllib(_te_netloc(value)):
+                netloc = _TE_NETLOC.match(self.buf[self.spans[0, row] : self.spans[1, row]].tobytes())
+                if _te_netloc_passes_urllib(netloc[0]):  # type: ignore[index]
                     continue
             self.pending.append((0, row, scalar(self.url(row)).encode("utf-8")))
 
@@ -890,7 +890,7 @@ class _FlaggedRows:
         mapped_hosts: list[bytes] = []
         for row in rows.tolist():
             if codes[row] == 2 and host_mapper is not None:
-                host = _mapped_host(bytes(self.source.data[hosts[0, row] : hosts[1, row]]), host_mapper)
+                host = _mapped_host(self.source.data[hosts[0, row] : hosts[1, row]].tobytes(), host_mapper)
                 if host is not None:
                     mapped_rows.append(row)
                     mapped_hosts.append(host)
@@ -943,6 +943,7 @@ class _FlaggedRows:
         return self.buf
 
 
+@lru_cache(maxsize=65536)  # hosts repeat across rows
 def _mapped_host(written: bytes, host_mapper: Any) -> bytes | None:
     """The host as the kernel can write it (`_KERNEL_HOST`), or None (the row takes the scalar path)."""
     try:
@@ -955,14 +956,13 @@ def _mapped_host(written: bytes, host_mapper: Any) -> bytes | None:
     return mapped.encode("ascii") if _KERNEL_HOST.fullmatch(mapped) else None
 
 
-def _te_netloc(form: bytes) -> str:
-    """The netloc of a `te` form (the URL lower-cased, `http(s)://` removed): up to the first `/`, `?` or `#`."""
-    end = len(form)
-    for mark in b"/?#":
-        at = form.find(mark)
-        if 0 <= at < end:
-            end = at
-    return form[:end].decode("utf-8")
+# The netloc of a `te` form (the URL lower-cased, `http(s)://` removed): up to the first `/`, `?` or `#`.
+_TE_NETLOC = re.compile(rb"[^/?#]*")
+
+
+@lru_cache(maxsize=65536)
+def _te_netloc_passes_urllib(netloc: bytes) -> bool:
+    return _netloc_passes_urllib(netloc.decode("utf-8"))
 
 
 @lru_cache(maxsize=65536)
