@@ -67,6 +67,11 @@ def test_compiled_forms_equal_the_scalar_reference(urls: list[str | None]) -> No
     _both_paths(urls)
 
 
+def _md5_paths() -> list[bool]:
+    """Both MD5 paths: OpenSSL's (where this Python's libcrypto has `MD5`) and the compiled rounds."""
+    return [True, False] if url_kernels.openssl_md5() is not None else [False]
+
+
 @FUZZ
 @given(st.lists(st.one_of(st.text(max_size=80), st.binary(max_size=150).map(lambda b: b.hex())), max_size=20))
 def test_url_digests_equal_hashlib(values: list[str]) -> None:
@@ -77,13 +82,33 @@ def test_url_digests_equal_hashlib(values: list[str]) -> None:
         expected = [getattr(hashlib, algorithm)(v.encode()).digest() for v in values]
         assert [bytes(row) for row in digests[: len(values)]] == expected
         assert not digests[-1].any()
+    source = url_kernels.string_buffers(array)
+    for use_openssl in _md5_paths():
+        digests, _ = url_kernels.digest_spans(
+            source.data, source.offsets[:-1], source.offsets[1:], source.valid, "md5", use_openssl=use_openssl
+        )
+        assert [bytes(row) for row in digests[: len(values)]] == [hashlib.md5(v.encode()).digest() for v in values]
+        assert not digests[-1].any()
 
 
 @pytest.mark.parametrize("length", [0, 1, 55, 56, 57, 63, 64, 65, 119, 120, 127, 128, 129, 1000])
 def test_md5_at_block_boundaries(length: int) -> None:
     value = "".join(chr(97 + i % 26) for i in range(length))
-    digests, _ = url_kernels.digest_strings(pa.array([value]), "md5")
-    assert bytes(digests[0]) == hashlib.md5(value.encode()).digest()
+    source = url_kernels.string_buffers(pa.array(["pad", value]))
+    for use_openssl in _md5_paths():
+        digests, _ = url_kernels.digest_spans(
+            source.data, source.offsets[:-1], source.offsets[1:], source.valid, "md5", use_openssl=use_openssl
+        )
+        assert bytes(digests[1]) == hashlib.md5(value.encode()).digest(), use_openssl
+
+
+def test_openssl_md5_is_found_where_hashlib_is_built_on_openssl() -> None:
+    """On Linux CPython links hashlib to libcrypto; if this fails, the fast MD5 path is silently unused."""
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("libcrypto lookup is only asserted on Linux")
+    assert url_kernels.openssl_md5() is not None
 
 
 def test_unusual_rows_are_counted_as_fallback() -> None:
@@ -123,8 +148,10 @@ def test_form_bytes_and_their_digests_equal_the_arrow_path(urls: list[str | None
         expected = [None if url is None else reference.normalize(url) for url in urls]
         assert rows == expected, name
         assert form.to_arrow().to_pylist() == expected, name
-        for algorithm in ("md5", "sha1"):
-            digests, valid = url_kernels.digest_spans(form.data, form.starts, form.ends, form.valid, algorithm)
+        for algorithm, use_openssl in [("md5", True), ("md5", False), ("sha1", True)]:
+            digests, valid = url_kernels.digest_spans(
+                form.data, form.starts, form.ends, form.valid, algorithm, use_openssl=use_openssl
+            )
             assert valid.tolist() == [url is not None for url in urls]
             for row, value in enumerate(expected):
                 wanted = None if value is None else hashlib.new(algorithm, value.encode()).digest()

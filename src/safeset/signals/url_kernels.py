@@ -16,10 +16,13 @@ numpy work, which measured faster than anything a pure numba SHA would be worth 
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import hashlib
 import re
 from dataclasses import dataclass, field
 from functools import cache, lru_cache
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -543,6 +546,50 @@ def _k_md5_spans(
     return digests
 
 
+@_jit
+def _k_md5_spans_openssl(
+    md5: Any, data: np.ndarray, starts: np.ndarray, ends: np.ndarray, hash_rows: np.ndarray, known: np.ndarray
+) -> np.ndarray:
+    """`_k_md5_spans` through OpenSSL's one-shot `MD5` (`md5`, a ctypes function passed in, so that the kernel
+    stays cacheable): its hand-scheduled assembly is about a third faster than the compiled rounds above."""
+    digests = known.copy()
+    base, out = data.ctypes.data, digests.ctypes.data
+    for row in range(len(hash_rows)):
+        if hash_rows[row]:
+            md5(base + starts[row], ends[row] - starts[row], out + 16 * row)
+    return digests
+
+
+@cache
+def openssl_md5() -> Any:
+    """OpenSSL's `MD5(data, size, digest)` from the libcrypto this Python's hashlib loaded (else the one the
+    loader finds), checked against hashlib; None where there is none (the compiled rounds are used)."""
+    import _hashlib  # noqa: F401  (loads libcrypto into the process where hashlib is built on it)
+
+    candidates: list[str] = []
+    try:
+        for line in Path("/proc/self/maps").read_text().splitlines():
+            path = line.split()[-1] if line.count("/") else ""
+            if "/libcrypto" in path and path not in candidates:
+                candidates.append(path)
+    except OSError:  # not Linux
+        pass
+    found = ctypes.util.find_library("crypto")
+    candidates += [found] if found else []
+    for candidate in candidates:
+        try:
+            md5 = ctypes.CDLL(candidate).MD5
+        except (OSError, AttributeError):
+            continue
+        md5.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
+        md5.restype = ctypes.c_void_p
+        probe, digest = b"safeset", ctypes.create_string_buffer(16)
+        md5(probe, len(probe), digest)
+        if digest.raw == hashlib.md5(probe).digest():
+            return md5
+    return None
+
+
 # --------------------------------------------------------------------------------------------------------------
 # entry points
 
@@ -1002,10 +1049,12 @@ def digest_spans(
     valid: np.ndarray,
     algorithm: str,
     known: tuple[np.ndarray, np.ndarray] | None = None,
+    use_openssl: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(digests, valid) of rows given as spans data[starts[i]:ends[i]] (a `FormBytes`); zero digests where not
     valid. With `known` = (rows, digests) -- e.g. rows whose other form is identical, and that form's digests --
-    those rows take the known digest unhashed."""
+    those rows take the known digest unhashed. MD5 goes through OpenSSL where it is found (`openssl_md5`), else
+    the compiled rounds (`use_openssl=False` asks for them, for tests)."""
     if known is None:
         hash_rows, start_from = valid, np.zeros((len(valid), _DIGEST_SIZES[algorithm]), dtype=np.uint8)
     else:
@@ -1014,6 +1063,9 @@ def digest_spans(
         start_from = np.where((rows & valid)[:, None], values, np.uint8(0))
     if algorithm == "md5":
         _compile_kernels()
+        md5 = openssl_md5() if use_openssl else None
+        if md5 is not None:
+            return _k_md5_spans_openssl(md5, data, starts, ends, hash_rows, start_from), valid
         return _k_md5_spans(data, starts, ends, hash_rows, start_from), valid
     digests = start_from.copy()
     make = getattr(hashlib, algorithm)
