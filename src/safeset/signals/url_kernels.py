@@ -90,8 +90,8 @@ def string_buffers(array: pa.Array) -> StringBuffers:
     base, end = int(offsets[0]), int(offsets[-1])
     data = np.frombuffer(buffers[2], dtype=np.uint8)[base:end] if buffers[2] is not None and end > base else None
     offsets -= base
-    if array.null_count:
-        valid = np.asarray(array.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+    if array.null_count:  # the validity bitmap unpacked (pyarrow's `is_valid` costs a compute-kernel dispatch)
+        valid = np.unpackbits(np.frombuffer(buffers[0], dtype=np.uint8), count=n, bitorder="little").view(bool)
     else:
         valid = np.ones(n, dtype=bool)
     return StringBuffers(array, offsets, data if data is not None else np.zeros(0, dtype=np.uint8), valid)
