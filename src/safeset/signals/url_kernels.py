@@ -2,16 +2,21 @@
 
 A metadata scan puts every row's URL in two normal forms and hashes both; at a million rows a second that is
 about 1 µs a row for everything, which numpy passes over the buffers (ten or more per form) and a hashlib call
-per URL cannot reach. Here each form is one compiled pass over the offsets and data bytes (zero-copy from
-`pa.Array.buffers()`), writing the new offsets and bytes directly. The kernels cover what web datasets hold
-almost entirely -- http(s) URLs with ASCII hosts, any path (non-ASCII paths included), queries, escapes,
-ports, fragments -- and flag every row they do not handle exactly (IDNA hosts, userinfo, control characters,
-dot segments, odd scheme shapes, ...); those rows take the scalar reference in `urls.py`, which stays the
-oracle the kernels are tested against, and are counted in `STATS`.
+per URL cannot reach. Here both forms come from one compiled pass over the offsets and data bytes (zero-copy
+from `pa.Array.buffers()`) as spans of one buffer: most URLs of a web dataset (lower-case scheme and host,
+nothing to escape) are both forms of themselves from the host on, so their forms are spans of the URL bytes
+and are written nowhere, and whether the two forms agree (`UrlForms.same`, which halves the hashing) is known
+without comparing them. The row kernels cover what web datasets hold almost entirely -- http(s) URLs with ASCII
+hosts, any path (non-ASCII paths included), queries, escapes, ports, fragments; non-ASCII hosts through a
+per-host check or mapping in Python -- and flag every row they do not handle exactly (userinfo, control
+characters, dot segments, odd scheme shapes, ...); those rows take the scalar reference in `urls.py`, which
+stays the oracle the kernels are tested against, and are counted in `STATS`.
 
-MD5 is computed here too, one compiled loop over all rows (MD5 is what hotline URL lists hold; xxhash is not an
-option). For SHA-1 and SHA-256 the rows are fed to `hashlib` from one `bytes` object with no per-row Arrow or
-numpy work, which measured faster than anything a pure numba SHA would be worth maintaining for such rare banks.
+MD5 (what hotline URL lists hold; xxhash is not an option) runs over the spans in one kernel call per form:
+through OpenSSL's `MD5` where this Python's libcrypto has it (about a third faster than the compiled rounds,
+which remain the fallback and are tested alike). For SHA-1 and SHA-256 the rows are fed to `hashlib` one call
+per row with no Arrow or numpy work, which measured faster than anything a pure numba SHA would be worth
+maintaining for such rare banks.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Hash lists from hotlines and partners are built under different conventions, so a row's URL is put in
 every normal form a bank asks for. The compiled path (`url_kernels.py`, one numba pass over the Arrow
-buffers per form) covers the http(s) URLs with ASCII hosts that make up almost all of a web dataset;
+buffers for both forms, `url_forms`) covers the http(s) URLs with ASCII hosts that make up almost all of a web dataset;
 anything unusual goes through the scalar reference here, which is the oracle: tests fuzz both paths
 against it, and it against python-threatexchange (`te`) and a WHATWG parser (`canonical`).
 """

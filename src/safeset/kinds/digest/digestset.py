@@ -1,9 +1,11 @@
 """A set of fixed-width digests (MD5, SHA-1, SHA-256) with vectorised membership tests.
 
-Digests are kept sorted; the first 8 bytes, as big-endian uint64, are searched with numpy's binary
-search. A bitmap over the top bits of that prefix rejects almost every non-member first, so a batch of
-queries costs one gather plus a binary search over the few that pass. StringSet applies the same scheme to
-strings, through a 64-bit hash, confirming each hash match by comparing the strings.
+Digests are kept sorted with their first 8 bytes as big-endian uint64 prefixes. A bitmap over the top bits of
+the prefix rejects almost every non-member first; the few that pass read a bucket directory over the prefixes'
+top bits (built in memory on first lookup) and the one or two prefixes it points to, in one compiled pass per
+batch (numpy's binary search is kept as the tested reference). StringSet applies the same scheme to strings,
+through a 64-bit hash, confirming each hash match by comparing the strings; DigestedStrings finds strings by
+their MD5 (which a scan computes for URL forms anyway) and confirms each digest match by comparing them.
 """
 
 from __future__ import annotations
