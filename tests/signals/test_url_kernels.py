@@ -44,8 +44,9 @@ def _both_paths(urls: list[str | None]) -> None:
         reference = NORMALIZERS[name]
         expected = [None if url is None else reference.normalize(url) for url in urls]
         assert reference.normalize_array(array).to_pylist() == expected, name  # as scans call it
-        compiled = url_kernels.te_form if name == "te" else url_kernels.canonical_form  # no per-host retries
-        assert compiled(array, reference.normalize).to_pylist() == expected, name
+        # The kernels with no host mapping: every non-ASCII host of the canonical form takes the scalar path.
+        forms = url_kernels.url_forms(array, NORMALIZERS["te"].normalize, NORMALIZERS["canonical"].normalize)
+        assert forms.form(name).to_arrow().to_pylist() == expected, name
         # Sliced and large_string arrays give the same answer.
         assert reference.normalize_array(array.slice(1)).to_pylist() == expected[1:], name
         large = array.cast(pa.large_string())
@@ -58,8 +59,17 @@ def _both_paths(urls: list[str | None]) -> None:
 @example(["https://A.com:443/x/%2e%2E/y?", "https://a.com/%7e%41%zz%", "https://a.com/é ü", "http://a.com:8080"])
 @example(["https://a.com/x?u=http://b.org/", "https://a.com/ΑΣ", "https://a.com/İ", "http://a.com/%", None])
 @example(["https://a.com/./", "https://a.com/.x/..y", "https://a.com/%2e", "https://a.com/a?./..", "https://a.com/?"])
+# The edges of the simple kinds (forms as spans of the URL; `te` lower-cased where only the path has upper case).
+@example(["http://a.com/x/.y", "http://a.com/x?", "http://a.com./x", "http://a.com", "https://a.com/A?B=C", None])
+@example(["http://a_b.com/~x", "http://a.com/x;y", "http://a.com//x", "https://A.com/x", "https://a.com:443/x"])
+@example(["http://a.com/x?y?", "http://a.com/a/..", "http://a.com/%41", "http://a.com/X#Y", "https:/a.com/x", "http:"])
 def test_compiled_forms_equal_the_scalar_reference(urls: list[str | None]) -> None:
     _both_paths(urls)
+
+
+def _md5_paths() -> list[bool]:
+    """Both MD5 paths: OpenSSL's (where this Python's libcrypto has `MD5`) and the compiled rounds."""
+    return [True, False] if url_kernels.openssl_md5() is not None else [False]
 
 
 @FUZZ
@@ -72,20 +82,39 @@ def test_url_digests_equal_hashlib(values: list[str]) -> None:
         expected = [getattr(hashlib, algorithm)(v.encode()).digest() for v in values]
         assert [bytes(row) for row in digests[: len(values)]] == expected
         assert not digests[-1].any()
+    source = url_kernels.string_buffers(array)
+    for use_openssl in _md5_paths():
+        digests, _ = url_kernels.digest_spans(
+            source.data, source.offsets[:-1], source.offsets[1:], source.valid, "md5", use_openssl=use_openssl
+        )
+        assert [bytes(row) for row in digests[: len(values)]] == [hashlib.md5(v.encode()).digest() for v in values]
+        assert not digests[-1].any()
 
 
 @pytest.mark.parametrize("length", [0, 1, 55, 56, 57, 63, 64, 65, 119, 120, 127, 128, 129, 1000])
 def test_md5_at_block_boundaries(length: int) -> None:
     value = "".join(chr(97 + i % 26) for i in range(length))
-    digests, _ = url_kernels.digest_strings(pa.array([value]), "md5")
-    assert bytes(digests[0]) == hashlib.md5(value.encode()).digest()
+    source = url_kernels.string_buffers(pa.array(["pad", value]))
+    for use_openssl in _md5_paths():
+        digests, _ = url_kernels.digest_spans(
+            source.data, source.offsets[:-1], source.offsets[1:], source.valid, "md5", use_openssl=use_openssl
+        )
+        assert bytes(digests[1]) == hashlib.md5(value.encode()).digest(), use_openssl
+
+
+def test_openssl_md5_is_found_where_hashlib_is_built_on_openssl() -> None:
+    """On Linux CPython links hashlib to libcrypto; if this fails, the fast MD5 path is silently unused."""
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("libcrypto lookup is only asserted on Linux")
+    assert url_kernels.openssl_md5() is not None
 
 
 def test_unusual_rows_are_counted_as_fallback() -> None:
     urls = ["https://a.com/x", "https://bücher.de/x", "HTTP://A.COM/Y", "ftp://a.com/x", None]
     url_kernels.STATS.reset()
-    url_kernels.canonical_form(pa.array(urls), NORMALIZERS["canonical"].normalize)
-    url_kernels.te_form(pa.array(urls), NORMALIZERS["te"].normalize)
+    NORMALIZERS["te"].normalize_bytes(pa.array(urls))
     # canonical: the IDN host and the ftp URL; te: the IDN host (urllib's NFKC check) and ftp's ':'.
     assert url_kernels.STATS.rows == {"canonical": 4, "te": 4}
     assert url_kernels.STATS.fallback == {"canonical": 2, "te": 2}
@@ -107,25 +136,26 @@ def test_python_lower_table_matches_str_lower() -> None:
 @example(["https://bücher.de/a", "https://a.com/x", "https://bücher.de/b"], 0)  # fallback rows first and last
 @example(["https://bücher.de/a", None, "https://bücher.de/b", "https://bücher.de/c"], 1)
 def test_form_bytes_and_their_digests_equal_the_arrow_path(urls: list[str | None], cut: int) -> None:
-    """The shared byte buffer a batch's form lives in (rows the scalar path fixed spliced in) holds exactly the
-    reference's strings, and MD5 straight from it equals hashlib's of each string."""
+    """The shared byte buffer a batch's forms live in (the URLs' own bytes, the rewritten forms, and the rows the
+    scalar path fixed, as spans) holds exactly the reference's strings, and MD5 / SHA-1 straight from it equal
+    hashlib's of each string."""
     array = pa.array(["https://pad.example/"] * cut + urls, type=pa.string()).slice(cut)
     for name in ("te", "canonical"):
         reference = NORMALIZERS[name]
         form = reference.normalize_bytes(array)
-        assert form.offsets[0] == 0 and (form.offsets[1:] >= form.offsets[:-1]).all()
-        assert form.offsets[-1] == len(form.data)
-        rows = [
-            bytes(form.data[form.offsets[i] : form.offsets[i + 1]]).decode() if form.valid[i] else None
-            for i in range(len(urls))
-        ]
+        assert ((form.starts <= form.ends) & (form.ends <= len(form.data))).all()
+        rows = [None if form.row(i) is None else form.row(i).decode() for i in range(len(urls))]  # type: ignore[union-attr]
         expected = [None if url is None else reference.normalize(url) for url in urls]
         assert rows == expected, name
         assert form.to_arrow().to_pylist() == expected, name
-        digests, valid = url_kernels.digest_bytes(form.data, form.offsets, form.valid, "md5")
-        assert valid.tolist() == [url is not None for url in urls]
-        for row, value in enumerate(expected):
-            assert bytes(digests[row]) == (bytes(16) if value is None else hashlib.md5(value.encode()).digest())
+        for algorithm, use_openssl in [("md5", True), ("md5", False), ("sha1", True)]:
+            digests, valid = url_kernels.digest_spans(
+                form.data, form.starts, form.ends, form.valid, algorithm, use_openssl=use_openssl
+            )
+            assert valid.tolist() == [url is not None for url in urls]
+            for row, value in enumerate(expected):
+                wanted = None if value is None else hashlib.new(algorithm, value.encode()).digest()
+                assert bytes(digests[row]) == (wanted or bytes(digests.shape[1])), (algorithm, value)
 
 
 @FUZZ

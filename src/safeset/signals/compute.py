@@ -10,8 +10,8 @@ from safeset.signals import pdq
 from safeset.signals.digests import DIGEST_SIZES, hash_blobs, hex_to_digests
 from safeset.signals.images import DEFAULT_MAX_PIXELS, image_problem
 from safeset.signals.text import NormalizedText, TextNormalizer
-from safeset.signals.url_kernels import FormBytes, digest_bytes, rows_equal
-from safeset.signals.urls import NORMALIZERS, hosts_array
+from safeset.signals.url_kernels import FormBytes, UrlForms, digest_spans, spans_equal
+from safeset.signals.urls import NORMALIZERS, hosts_array, url_forms
 
 
 class Signals:
@@ -47,11 +47,21 @@ class Signals:
             return None
         return self._memo(f"meta:{algorithm}", lambda: hex_to_digests(column, DIGEST_SIZES[algorithm]))  # type: ignore[return-value]
 
-    def url_form_bytes(self, normalizer: str) -> FormBytes | None:
-        """The URLs in this normal form as one byte buffer + offsets, computed once per batch and shared by the
-        url and url-md5 matchers (lookups and MD5 read it directly; no Arrow array is built for them)."""
+    def url_forms(self) -> UrlForms | None:
+        """Both normal forms of the URLs, computed in one compiled pass per batch and shared by the url,
+        url-md5 and url-prefix matchers."""
         if self.batch.urls is None:
             return None
+        return self._memo("url_forms", lambda: url_forms(self.batch.urls))  # type: ignore[return-value]
+
+    def url_form_bytes(self, normalizer: str) -> FormBytes | None:
+        """The URLs in this normal form as spans of one byte buffer (lookups and MD5 read it directly; no Arrow
+        array is built for them)."""
+        forms = self.url_forms()
+        if forms is None:
+            return None
+        if normalizer in ("te", "canonical"):
+            return forms.form(normalizer)
         return self._memo(f"url_bytes:{normalizer}", lambda: NORMALIZERS[normalizer].normalize_bytes(self.batch.urls))  # type: ignore[return-value]
 
     def url_form(self, normalizer: str) -> pa.Array | None:
@@ -61,23 +71,23 @@ class Signals:
         return self._memo(f"url:{normalizer}", forms.to_arrow)  # type: ignore[return-value]
 
     def url_digest(self, algorithm: str = "md5", normalizer: str = "te") -> tuple[np.ndarray, np.ndarray] | None:
-        """Digest of the URL in a normal form (MD5 of the `te` form is ThreatExchange's `HASH_URL_MD5`).
+        """Digest of the URL in a normal form (MD5 of the `te` form is ThreatExchange's `HASH_URL_MD5`); the url
+        banks look their entries up by the MD5 too.
 
-        Only computed when a URL-hash bank is in the scan; MD5 is one compiled pass over the form's bytes.
+        MD5 is one compiled pass over the form's bytes; rows whose form equals one already hashed take that
+        digest unhashed.
         """
         forms = self.url_form_bytes(normalizer)
         if forms is None:
             return None
 
         def compute() -> tuple[np.ndarray, np.ndarray]:
-            for other in NORMALIZERS:  # rows whose form equals one already hashed take that digest, unhashed
+            for other in NORMALIZERS:
                 known = self._cache.get(f"url_digest:{algorithm}:{other}")
                 if other != normalizer and isinstance(known, tuple):
                     same = self.url_forms_equal(normalizer, other)
-                    digests, _ = digest_bytes(forms.data, forms.offsets, forms.valid & ~same, algorithm)
-                    digests[same] = known[0][same]
-                    return digests, forms.valid
-            return digest_bytes(forms.data, forms.offsets, forms.valid, algorithm)
+                    return digest_spans(forms.data, forms.starts, forms.ends, forms.valid, algorithm, (same, known[0]))
+            return digest_spans(forms.data, forms.starts, forms.ends, forms.valid, algorithm)
 
         return self._memo(f"url_digest:{algorithm}:{normalizer}", compute)  # type: ignore[return-value]
 
@@ -86,8 +96,11 @@ class Signals:
         a, b = self.url_form_bytes(first), self.url_form_bytes(second)
         if a is None or b is None:
             return None
+        forms = self._cache.get("url_forms")
+        if isinstance(forms, UrlForms) and {id(a), id(b)} == {id(forms.te), id(forms.canonical)}:
+            return forms.same  # found by the kernel that wrote them
         key = "url_equal:" + ":".join(sorted((first, second)))
-        return self._memo(key, lambda: rows_equal(a, b))  # type: ignore[return-value]
+        return self._memo(key, lambda: spans_equal(a, b))  # type: ignore[return-value]
 
     def captions(self, normalizer: TextNormalizer) -> NormalizedText | None:
         """Captions normalised with these steps; banks built with the same steps share one computation."""

@@ -2,7 +2,7 @@
 
 Hash lists from hotlines and partners are built under different conventions, so a row's URL is put in
 every normal form a bank asks for. The compiled path (`url_kernels.py`, one numba pass over the Arrow
-buffers per form) covers the http(s) URLs with ASCII hosts that make up almost all of a web dataset;
+buffers for both forms, `url_forms`) covers the http(s) URLs with ASCII hosts that make up almost all of a web dataset;
 anything unusual goes through the scalar reference here, which is the oracle: tests fuzz both paths
 against it, and it against python-threatexchange (`te`) and a WHATWG parser (`canonical`).
 """
@@ -49,7 +49,7 @@ class UrlNormalizer(ABC):
 
     @abstractmethod
     def normalize_bytes(self, urls: pa.Array) -> url_kernels.FormBytes:
-        """`normalize_array` as one byte buffer + offsets, for users that need no Arrow array (lookups, MD5)."""
+        """`normalize_array` as spans of one byte buffer, for users that need no Arrow array (lookups, MD5)."""
 
 
 class _Bytes:
@@ -139,7 +139,7 @@ class ThreatExchangeUrl(UrlNormalizer):
         return parts.geturl().replace(f"{parts.scheme}://", "", 1)
 
     def normalize_bytes(self, urls: pa.Array) -> url_kernels.FormBytes:
-        return url_kernels.te_bytes(urls, self.normalize)
+        return url_forms(urls).te
 
 
 def _flag(arr: pa.Array, pattern: str) -> np.ndarray:
@@ -250,10 +250,16 @@ class CanonicalUrl(UrlNormalizer):
         return out
 
     def normalize_bytes(self, urls: pa.Array) -> url_kernels.FormBytes:
-        return url_kernels.canonical_bytes(urls, self.normalize, _canonical_host)
+        return url_forms(urls).canonical
 
 
 NORMALIZERS: dict[str, UrlNormalizer] = {n.name: n for n in (ThreatExchangeUrl(), CanonicalUrl())}
+
+
+def url_forms(urls: pa.Array) -> url_kernels.UrlForms:
+    """Both normal forms of a batch's URLs in one compiled pass (a scan needs both: url banks look each up, and
+    URL-hash banks hash each), with the scalar references for the rows the kernel hands back."""
+    return url_kernels.url_forms(urls, NORMALIZERS["te"].normalize, NORMALIZERS["canonical"].normalize, _canonical_host)
 
 
 def host_of(url: str) -> str:

@@ -1,26 +1,52 @@
 """A set of fixed-width digests (MD5, SHA-1, SHA-256) with vectorised membership tests.
 
-Digests are kept sorted; the first 8 bytes, as big-endian uint64, are searched with numpy's binary
-search. A bitmap over the top bits of that prefix rejects almost every non-member first, so a batch of
-queries costs one gather plus a binary search over the few that pass. StringSet applies the same scheme to
-strings, through a 64-bit hash, confirming each hash match by comparing the strings.
+Digests are kept sorted with their first 8 bytes as big-endian uint64 prefixes. A bitmap over the top bits of
+the prefix rejects almost every non-member first; the few that pass read a bucket directory over the prefixes'
+top bits (built in memory on first lookup) and the one or two prefixes it points to, in one compiled pass per
+batch (numpy's binary search is kept as the tested reference). StringSet applies the same scheme to strings,
+through a 64-bit hash, confirming each hash match by comparing the strings; DigestedStrings finds strings by
+their MD5 (which a scan computes for URL forms anyway) and confirms each digest match by comparing them.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from safeset.errors import InputError
-from safeset.kinds.digest.stringset_kernels import digest_lookup, hash_strings, lookup, lookup_bytes, string_buffers
+from safeset.kinds.digest.stringset_kernels import (
+    digest_lookup,
+    hash_strings,
+    lookup,
+    lookup_bytes,
+    string_buffers,
+    verified_lookup,
+)
+from safeset.signals.url_kernels import FormBytes, digest_strings
 
 
 def prefixes(digests: np.ndarray) -> np.ndarray:
     """First 8 bytes of each digest as uint64, ordered like the bytes (big-endian)."""
     return np.ascontiguousarray(digests[:, :8]).view(">u8").ravel().astype(np.uint64)
+
+
+def bucket_directory(prefix: np.ndarray) -> tuple[np.ndarray, int]:
+    """(directory, bits) over sorted prefixes: the entries whose prefix has top bits b are
+    prefix[directory[b]:directory[b + 1]]. About one entry per bucket (capped at 2^22 buckets, 16 MiB), so a
+    lookup reads a bucket and one or two prefixes instead of a binary search's ~20 scattered reads."""
+    count = len(prefix)
+    bits = int(min(DIRECTORY_MAX_BITS, max(1, np.ceil(np.log2(max(count, 2))))))
+    buckets = np.bincount((np.asarray(prefix) >> np.uint64(64 - bits)).astype(np.int64), minlength=1 << bits)
+    directory = np.zeros((1 << bits) + 1, dtype=np.int64 if count >= 2**31 else np.int32)
+    np.cumsum(buckets, out=directory[1:])
+    return directory, bits
+
+
+DIRECTORY_MAX_BITS = 22
 
 
 def filter_bits_for(count: int) -> int:
@@ -70,6 +96,9 @@ class DigestSet:
     #: (m,) int32: the list-file line each digest came from (its first line if listed twice), aligned with
     #: `digests`, so that a finding names its bank entry; None for banks imported before lines were kept.
     lines: np.ndarray | None = None
+    #: The bucket directory over `prefix` (`bucket_directory`), built on first lookup: not stored, so banks
+    #: imported before it load as they are, and a bank that is never queried never reads its prefixes.
+    _directory: tuple[np.ndarray, int] | None = field(default=None, repr=False, compare=False)
 
     @property
     def width(self) -> int:
@@ -135,14 +164,25 @@ class DigestSet:
 
     def lookup(self, queries: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
         """Index of each query digest (n, k) in the set, -1 where absent (or valid=False): one compiled pass
-        (bitmap test, binary search over the prefixes, byte comparison) instead of numpy's gather, searchsorted
+        (bitmap test, the directory bucket of the prefix, byte comparison) instead of numpy's gather, searchsorted
         and compares, each a pass of its own with its temporaries."""
         n = len(queries)
         if n == 0 or len(self) == 0 or self.width < 8 or queries.ndim != 2 or queries.shape[1] != self.width:
             return self.lookup_reference(queries, valid)
         if valid is None:
             valid = np.ones(n, dtype=bool)
-        return digest_lookup(queries, valid, self.bitmap, self.bits, self.prefix, self.digests)
+        return digest_lookup(queries, valid, *self.index())
+
+    def directory(self) -> tuple[np.ndarray, int]:
+        if self._directory is None:
+            self._directory = bucket_directory(self.prefix)
+        return self._directory
+
+    def index(self) -> tuple[np.ndarray, int, np.ndarray, np.ndarray, np.ndarray, int]:
+        """What the compiled lookups read: (bitmap, bits, prefix, digests, directory, directory bits)."""
+        directory, directory_bits = self.directory()
+        arrays = (np.asarray(self.bitmap), np.asarray(self.prefix), np.asarray(self.digests))
+        return arrays[0], self.bits, arrays[1], arrays[2], directory, directory_bits
 
     def lookup_reference(self, queries: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
         """`lookup` in numpy: the reference the compiled lookup is tested against."""
@@ -238,3 +278,41 @@ class StringSet:
         if n == 0 or len(self) == 0:
             return np.full(n, -1, dtype=np.int64)
         return lookup_bytes(data, offsets, valid, self.bitmap, self.bits, self.hashes, self.order, self.stored)
+
+
+class DigestedStrings:
+    """Exact membership of strings, looked up by their MD5: a batch's URL forms are hashed once anyway (URL-MD5
+    banks need the digests), so a url bank finds a form through a DigestSet of its entries' MD5s -- the same
+    bitmap and directory reads as a digest bank -- and compares the strings only where a digest is found, so
+    that a collision costs time, never a match. Built once per matcher from the stored strings (no bank format
+    change). Should two stored strings share an MD5 (only ever made on purpose), the set falls back to the
+    hashed `StringSet`, which needs no digests."""
+
+    def __init__(self, values: pa.Array | pa.ChunkedArray) -> None:
+        if isinstance(values, pa.ChunkedArray):
+            values = values.combine_chunks()
+        self.values = values.drop_null() if values.null_count else values
+        digests, _ = digest_strings(self.values, "md5")
+        # The set keeps each digest's first row: as `lines`, the position of the first string with that digest.
+        self.digests = DigestSet.build(digests, np.arange(len(self.values)))
+        self.value_of = np.asarray(self.digests.lines, dtype=np.int64)
+        empty = (np.zeros(0, np.uint8), np.zeros(1, np.int64), None)
+        data, offsets, _ = string_buffers(self.values) if len(self.values) else empty
+        self.stored = (data, offsets)
+        distinct = len(pc.unique(self.values)) if len(self.values) else 0
+        self.exact = StringSet(self.values) if len(self.digests) < distinct else None
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def positions(self, digests: np.ndarray, valid: np.ndarray, forms: FormBytes) -> np.ndarray:
+        """Index of each row's string (forms' row i, whose MD5 is digests[i]) among the values, -1 where absent
+        or not valid."""
+        n = len(valid)
+        if n == 0 or len(self) == 0:
+            return np.full(n, -1, dtype=np.int64)
+        if self.exact is not None:
+            data, offsets = forms.packed()
+            return self.exact.positions_bytes(data, offsets, valid)
+        spans = (forms.data, forms.starts, forms.ends)
+        return verified_lookup(digests, valid, self.digests.index(), self.value_of, spans, self.stored)

@@ -120,36 +120,93 @@ def _kernels() -> Any:
 
     @jit
     def digest_positions(
-        queries: np.ndarray, valid: np.ndarray, bitmap: np.ndarray, bits: int, prefix: np.ndarray, digests: np.ndarray
+        queries: np.ndarray,
+        valid: np.ndarray,
+        bitmap: np.ndarray,
+        bits: int,
+        prefix: np.ndarray,
+        digests: np.ndarray,
+        directory: np.ndarray,
+        directory_bits: int,
     ) -> np.ndarray:
-        # Per query: its 8-byte big-endian prefix, the bitmap test, a binary search over the sorted prefixes and a
-        # byte comparison of every stored digest sharing that prefix (one, bar astronomically rare ties).
+        # Two passes. First every query's 8-byte big-endian prefix and its bitmap test, branch-free (a small,
+        # cache-resident table rejects almost every non-member; independent reads the CPU overlaps), keeping the
+        # queries that pass. Then for those, the directory bucket of the prefix's top bits -- the few sorted
+        # prefixes sharing them, one or two on average -- and a byte comparison of every stored digest with that
+        # prefix (one, bar astronomically rare ties): two or three reads, not a binary search's ~20. Flat loops:
+        # numba does not inline a helper taking the arrays, and the call would cost more than the lookup.
         n, width = queries.shape
-        m = len(prefix)
         out = np.full(n, -1, dtype=np.int64)
         shift = np.uint64(64 - bits)
+        directory_shift = np.uint64(64 - directory_bits)
+        keys = np.empty(n, dtype=np.uint64)
+        passed = np.empty(n, dtype=np.int64)
+        count = 0
         for i in range(n):
-            if not valid[i]:
-                continue
             q = np.uint64(0)
             for k in range(8):
                 q = (q << np.uint64(8)) | np.uint64(queries[i, k])
-            if not in_bitmap(bitmap, q, shift):
-                continue
-            lo = first_at_least(prefix, q)
-            while lo < m and prefix[lo] == q:
+            keys[i] = q
+            slot = np.int64(q >> shift)
+            passed[count] = i
+            count += ((bitmap[slot >> 3] >> (slot & 7)) & 1) & np.uint8(valid[i])
+        for c in range(count):
+            i = passed[c]
+            q = keys[i]
+            bucket = np.int64(q >> directory_shift)
+            for p in range(directory[bucket], directory[bucket + 1]):
+                if prefix[p] != q:
+                    continue
                 same = True
                 for k in range(8, width):
-                    if digests[lo, k] != queries[i, k]:
+                    if digests[p, k] != queries[i, k]:
                         same = False
                         break
                 if same:
-                    out[i] = lo
+                    out[i] = p
                     break
-                lo += 1
         return out
 
-    return hash_all, positions, digest_positions
+    @jit
+    def verified_positions(
+        queries: np.ndarray,
+        valid: np.ndarray,
+        bitmap: np.ndarray,
+        bits: int,
+        prefix: np.ndarray,
+        digests: np.ndarray,
+        directory: np.ndarray,
+        directory_bits: int,
+        value_of: np.ndarray,
+        qdata: np.ndarray,
+        qstarts: np.ndarray,
+        qends: np.ndarray,
+        sdata: np.ndarray,
+        soffsets: np.ndarray,
+    ) -> np.ndarray:
+        # Strings looked up by their digest (computed once per batch and shared with the digest banks); a digest
+        # found is then confirmed by comparing the strings, so that a digest collision costs time, never a match.
+        out = digest_positions(queries, valid, bitmap, bits, prefix, digests, directory, directory_bits)
+        for i in range(len(out)):
+            p = out[i]
+            if p < 0:
+                continue
+            out[i] = -1
+            value = value_of[p]
+            a, b = soffsets[value], soffsets[value + 1]
+            start, stop = qstarts[i], qends[i]
+            if b - a != stop - start:
+                continue
+            same = True
+            for k in range(stop - start):
+                if sdata[a + k] != qdata[start + k]:
+                    same = False
+                    break
+            if same:
+                out[i] = value
+        return out
+
+    return hash_all, positions, digest_positions, verified_positions
 
 
 def hash_strings(strings: pa.Array) -> np.ndarray:
@@ -190,7 +247,14 @@ def lookup_bytes(
 
 
 def digest_lookup(
-    queries: np.ndarray, valid: np.ndarray, bitmap: np.ndarray, bits: int, prefix: np.ndarray, digests: np.ndarray
+    queries: np.ndarray,
+    valid: np.ndarray,
+    bitmap: np.ndarray,
+    bits: int,
+    prefix: np.ndarray,
+    digests: np.ndarray,
+    directory: np.ndarray,
+    directory_bits: int,
 ) -> np.ndarray:
     """Index (in the sorted `digests`) of each query row (n, width >= 8), -1 where absent or not valid."""
     return _kernels()[2](
@@ -200,4 +264,36 @@ def digest_lookup(
         bits,
         np.asarray(prefix),
         np.asarray(digests),
+        directory,
+        directory_bits,
+    )
+
+
+def verified_lookup(
+    queries: np.ndarray,
+    valid: np.ndarray,
+    index: tuple[np.ndarray, int, np.ndarray, np.ndarray, np.ndarray, int],
+    value_of: np.ndarray,
+    spans: tuple[np.ndarray, np.ndarray, np.ndarray],
+    stored: tuple[np.ndarray, np.ndarray],
+) -> np.ndarray:
+    """Index of each query string among the stored strings, found by its digest (queries (n, width)) in the
+    digest index of the stored strings (bitmap, bits, prefix, digests, directory, directory bits), confirmed by
+    comparing the query's bytes, data[starts[i]:ends[i]] (`spans`), with the stored string's; -1 where absent."""
+    bitmap, bits, prefix, digests, directory, directory_bits = index
+    return _kernels()[3](
+        np.ascontiguousarray(queries, dtype=np.uint8),
+        np.ascontiguousarray(valid, dtype=np.bool_),
+        bitmap,
+        bits,
+        prefix,
+        digests,
+        directory,
+        directory_bits,
+        value_of,
+        spans[0],
+        spans[1],
+        spans[2],
+        stored[0],
+        stored[1],
     )

@@ -20,7 +20,7 @@ from safeset.kinds.base import (
     positions_of,
     register_matcher,
 )
-from safeset.kinds.digest.digestset import DigestSet, StringSet
+from safeset.kinds.digest.digestset import DigestedStrings, DigestSet
 from safeset.signals.compute import Signals
 from safeset.signals.digests import digests_to_hex
 
@@ -98,7 +98,8 @@ class UrlMatcher(Matcher):
             self.lines[name] = (
                 None if lines is None else first_lines(column.filter(present), distinct, lines.filter(present))
             )
-        self.sets = {name: StringSet(values) for name, values in self.forms.items()}  # built once, not per batch
+        # Looked up by the MD5 of the batch's forms (shared with URL-MD5 banks); built once, not per batch.
+        self.sets = {name: DigestedStrings(values) for name, values in self.forms.items()}
 
     def unusable_reason(self, offer: DatasetOffer, read_images: bool) -> str | None:
         return None if offer.has_urls else f"bank {self.info.name!r} holds URLs, but the dataset has no URL column"
@@ -108,9 +109,10 @@ class UrlMatcher(Matcher):
         evidence: np.ndarray | None = None
         for name, values in self.sets.items():
             forms = signals.url_form_bytes(name)
-            if forms is None:
+            digests = signals.url_digest("md5", name)
+            if forms is None or digests is None:
                 return []
-            found = values.positions_bytes(forms.data, forms.offsets, forms.valid)
+            found = values.positions(digests[0], digests[1], forms)
             if matched is None:
                 matched, evidence = np.zeros(len(found), dtype=bool), np.empty(len(found), dtype=object)
             new = (found >= 0) & ~matched  # the first form in the bank's order that matched is reported
