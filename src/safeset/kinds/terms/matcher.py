@@ -257,9 +257,14 @@ def _on_word_boundaries(text: NormalizedText, rows: np.ndarray, starts: np.ndarr
     tables = char_tables()
     data = text.bytes_array
     at_start, at_end = starts <= text.byte_starts[rows], ends >= text.byte_ends[rows]
-    first, last = _code_point_at(data, starts), _code_point_at(data, _lead_byte_before(data, ends))
-    before = np.where(at_start, 0, _code_point_at(data, _lead_byte_before(data, starts)))
-    after = np.where(at_end, 0, _code_point_at(data, np.minimum(ends, len(data) - 1)))
+    # One gather for the four characters around every match (a batch has few matches: numpy's cost per call,
+    # not per match, is what counts).
+    n = len(starts)
+    leads = _lead_byte_before(data, np.concatenate((ends, starts)))
+    codes = _code_point_at(data, np.concatenate((starts, leads, np.minimum(ends, len(data) - 1))))
+    first, last, before, after = codes[:n], codes[n : 2 * n], codes[2 * n : 3 * n], codes[3 * n :]
+    before = np.where(at_start, 0, before)
+    after = np.where(at_end, 0, after)
     hangul = tables.hangul
     ok_before = (
         ~tables.word[before] | tables.unspaced[before] | tables.unspaced[first] | (hangul[before] != hangul[first])
