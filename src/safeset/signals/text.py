@@ -809,6 +809,86 @@ def _k_decode_map_row(
 
 
 @_jit
+def _k_stream_row(
+    data: np.ndarray,
+    start: int,
+    end: int,
+    props: np.ndarray,
+    single: np.ndarray,
+    length: np.ndarray,
+    separators: bool,
+    spacing: bool,
+    repeats: bool,
+    out: np.ndarray,
+    at: int,
+) -> int:
+    """Most rows in one pass with no buffer between the steps: decoded, mapped, spaced, collapsed and encoded
+    straight into `out[at:]` (room for 4 bytes per byte of the row), exactly as `_k_finish_row` would after
+    `_k_decode_map_row`. Gives up (-1) on a row that needs more: a character NFKC may combine with its
+    neighbours, one whose image is not one character (`ß`, ligatures, invisible ones), a leet symbol, or a
+    place where the separators step may join something; such rows take the buffered path."""
+    last = -1  # the last character written (repeats compare against it)
+    words = 0  # one bit per character, 1 for a word character, the newest lowest (the separators' pattern)
+    seen_word = False  # spacing: a run of other characters before any word character is dropped
+    in_run = False  # spacing: inside a run of other characters after a word character
+    run_whitespace = False  # ... which has held only whitespace so far
+    run_length = 0
+    before_run = 0  # the property bits of the word character before the run
+    previous = 0  # the property bits of the last word character
+    i = start
+    while i < end:
+        c = np.int64(data[i])
+        if c < 0x80 and c != ROW_END:
+            i += 1
+        else:
+            c, i = _k_decode_at(data, i, end)
+        p = props[c]
+        if (p & (_P_MAPPED | _P_LEET)) != 0:
+            if (p & _P_LEET) != 0 or (p & _P_HARD) != 0 or length[c] != 1:
+                return -1
+            c = np.int64(single[c])
+            p = props[c]
+            if (p & _P_LEET) != 0:
+                return -1
+        words = (words << 1) | (p & _P_WORD)
+        if separators and (words & 31) == 0b01010:
+            return -1
+        if not spacing:
+            if repeats and c == last and (p & _P_ALPHA) != 0:
+                continue
+            at = k_put_utf8(out, at, c)
+            last = c
+            continue
+        if (p & _P_WORD) == 0:
+            if seen_word:
+                if not in_run:
+                    in_run = True
+                    run_whitespace = True
+                    run_length = 0
+                    before_run = previous
+                run_whitespace = run_whitespace and (p & _P_SPACE) != 0
+                run_length += 1
+            continue
+        if in_run:
+            # One space for the run, none for up to 65 whitespace characters between two characters of scripts
+            # written without spaces.
+            in_run = False
+            if not (run_whitespace and run_length <= 65 and (before_run & _P_UNSPACED) != 0 and (p & _P_UNSPACED) != 0):
+                out[at] = _SPACE  # a space is no letter: never a repeat
+                at += 1
+                last = _SPACE
+        seen_word = True
+        previous = p
+        if repeats and c == last and (p & _P_ALPHA) != 0:
+            continue
+        at = k_put_utf8(out, at, c)
+        last = c
+    if separators and ((words << 1) & 31) == 0b01010:  # the end of the row counts as a non-word character
+        return -1
+    return at
+
+
+@_jit
 def _k_mapped_length(data: np.ndarray, start: int, end: int, length: np.ndarray) -> int:
     """How many code points a row has after the per-character map (for a row too long for the usual bound)."""
     n = 0
@@ -879,6 +959,14 @@ def _k_normalize_rows(
     at = 0
     for row in range(n_rows):
         start, end = starts[row], ends[row]
+        out = _grown(out, at, at + 4 * (end - start) + 1)
+        streamed = _k_stream_row(data, start, end, props, single, length, separators, spacing, repeats, out, at)
+        if streamed >= 0:
+            at = streamed
+            out[at] = ROW_END
+            row_ends[row] = at
+            at += 1
+            continue
         if (end - start) * longest_image > len(a):
             a = _grown(a, 0, _k_mapped_length(data, start, end, length))
         n, has_leet, may_join = _k_decode_map_row(
