@@ -152,7 +152,7 @@ def test_nfkc_step_equals_python_nfkc_row_by_row(rows: list[str]) -> None:
 
 
 # Letters of several scripts, leet symbols, separators, whitespace, invisible characters, row-closing NULs.
-MIXED = "abAB0134@$ .-_,ｚ\u3000\t\u200b\u00ad\ufe0fßﬁ사진이가蛋糕兔ネコภาพ่жщكعة" + TRICKY
+MIXED = "abAB0134@$ .-_,ｚ０１β\u3000\t\u200b\u00ad\ufe0fßﬁ사진이가蛋糕兔ネコภาพ่жщыكعة" + TRICKY
 
 
 @settings(max_examples=300, deadline=None)
@@ -185,6 +185,10 @@ def test_compiled_steps_equal_the_numpy_reference_on_long_runs() -> None:
         "猫" + " " * 66 + "猫",
         "x" + "1" * 9,
         "s t o c k",
+        "a" + "0" * 70 + "b",  # longer than the streaming path's run buffer
+        "x00０y",  # a leet run going on into the image of a full-width digit
+        "a0\u200bb x1ﬁ ß0a β0 0ы",  # an invisible character after a run, images around runs
+        "ﷺ" * 40,  # a row growing far past four bytes per byte
     ]
     normalizer = TextNormalizer()
     compiled = normalizer.normalize_strings(rows)

@@ -816,17 +816,26 @@ def _k_stream_row(
     props: np.ndarray,
     single: np.ndarray,
     length: np.ndarray,
+    flat_start: np.ndarray,
+    flat: np.ndarray,
+    leet_target: np.ndarray,
     separators: bool,
     spacing: bool,
     repeats: bool,
+    images: np.ndarray,
     out: np.ndarray,
     at: int,
 ) -> int:
-    """Most rows in one pass with no buffer between the steps: decoded, mapped, spaced, collapsed and encoded
-    straight into `out[at:]` (room for 4 bytes per byte of the row), exactly as `_k_finish_row` would after
-    `_k_decode_map_row`. Gives up (-1) on a row that needs more: a character NFKC may combine with its
-    neighbours, one whose image is not one character (`ß`, ligatures, invisible ones), a leet symbol, or a
-    place where the separators step may join something; such rows take the buffered path."""
+    """Most rows in one pass with no row buffer between the steps: decoded, mapped, leetspeak, spaced,
+    collapsed and encoded straight into `out[at:]` (room for 4 bytes per byte of the row), exactly as the
+    buffered path (`_k_decode_map_row`, `_k_leet_row`, `_k_finish_row`) would. Gives up (-1) on a row that
+    needs more: a character NFKC may combine with its neighbours, a place where the separators step may join
+    something, or rarer cases (an image holding a leet symbol, a run of more than `len(images)` leet
+    symbols, an invisible character right after one, a row growing past its room); such rows take the
+    buffered path.
+
+    Each character read becomes a few characters in `images` (its image under the per-character map, or a
+    whole run of leet symbols, converted), which then go through spacing, repeats and the encoding."""
     last = -1  # the last character written (repeats compare against it)
     words = 0  # one bit per character, 1 for a word character, the newest lowest (the separators' pattern)
     seen_word = False  # spacing: a run of other characters before any word character is dropped
@@ -835,51 +844,100 @@ def _k_stream_row(
     run_length = 0
     before_run = 0  # the property bits of the word character before the run
     previous = 0  # the property bits of the last word character
+    mapped = 0  # the property bits of the last character after the map (leetspeak reads the letter before a run)
     i = start
-    while i < end:
-        c = np.int64(data[i])
-        if c < 0x80 and c != ROW_END:
-            i += 1
+    count = taken = 0  # characters waiting in `images`, and how many of them were taken
+    while True:
+        if taken < count:
+            c = np.int64(images[taken])
+            taken += 1
+            q = props[c]
         else:
-            c, i = _k_decode_at(data, i, end)
-        p = props[c]
-        if (p & (_P_MAPPED | _P_LEET)) != 0:
-            if (p & _P_LEET) != 0 or (p & _P_HARD) != 0 or length[c] != 1:
-                return -1
-            c = np.int64(single[c])
-            p = props[c]
-            if (p & _P_LEET) != 0:
-                return -1
-        words = (words << 1) | (p & _P_WORD)
+            if i >= end:
+                break
+            c = np.int64(data[i])
+            if c < 0x80 and c != ROW_END:
+                i += 1
+            else:
+                c, i = _k_decode_at(data, i, end)
+            q = props[c]
+            if (q & (_P_MAPPED | _P_LEET)) != 0:
+                if (q & _P_HARD) != 0:
+                    return -1
+                if (q & _P_LEET) != 0:
+                    # A run of leet symbols (ASCII, never mapped): those within 8 places of a letter touching it
+                    # read as letters; the letter after it is the first character of the next one's image.
+                    j = i
+                    while j < end and data[j] < 0x80 and (props[data[j]] & _P_LEET) != 0:
+                        j += 1
+                    count = j - (i - 1)
+                    if count > len(images) or (q & _P_MAPPED) != 0:
+                        return -1
+                    left = (mapped & _P_ALPHA) != 0
+                    right = False
+                    if j < end:
+                        after, _ = _k_decode_at(data, j, end)
+                        r = props[after]
+                        if (r & _P_MAPPED) != 0:
+                            if (r & _P_HARD) != 0 or length[after] == 0:
+                                return -1
+                            r = props[single[after] if length[after] == 1 else flat[flat_start[after]]]
+                            if (r & _P_LEET) != 0:
+                                return -1  # the run goes on into that image
+                        right = (r & _P_ALPHA) != 0
+                    for k in range(count):
+                        symbol = data[i - 1 + k]
+                        if (props[symbol] & _P_MAPPED) != 0:
+                            return -1
+                        convert = (left and k < 8) or (right and count - 1 - k < 8)
+                        images[k] = leet_target[symbol] if convert else symbol
+                    i = j
+                else:
+                    count = length[c]
+                    if count == 1:
+                        images[0] = single[c]
+                    else:
+                        if at + 4 * (count + end - i) + 8 > len(out):
+                            return -1  # no room promised for a row that grows this much
+                        first = flat_start[c]
+                        for k in range(count):
+                            images[k] = flat[first + k]
+                    for k in range(count):
+                        if (props[images[k]] & _P_LEET) != 0:
+                            return -1
+                taken = 0
+                continue  # the image's characters, if any, come next
+        mapped = q
+        words = (words << 1) | (q & _P_WORD)
         if separators and (words & 31) == 0b01010:
             return -1
         if not spacing:
-            if repeats and c == last and (p & _P_ALPHA) != 0:
+            if repeats and c == last and (q & _P_ALPHA) != 0:
                 continue
             at = k_put_utf8(out, at, c)
             last = c
             continue
-        if (p & _P_WORD) == 0:
+        if (q & _P_WORD) == 0:
             if seen_word:
                 if not in_run:
                     in_run = True
                     run_whitespace = True
                     run_length = 0
                     before_run = previous
-                run_whitespace = run_whitespace and (p & _P_SPACE) != 0
+                run_whitespace = run_whitespace and (q & _P_SPACE) != 0
                 run_length += 1
             continue
         if in_run:
-            # One space for the run, none for up to 65 whitespace characters between two characters of scripts
-            # written without spaces.
+            # One space for the run, none for up to 65 whitespace characters between two characters of
+            # scripts written without spaces.
             in_run = False
-            if not (run_whitespace and run_length <= 65 and (before_run & _P_UNSPACED) != 0 and (p & _P_UNSPACED) != 0):
+            if not (run_whitespace and run_length <= 65 and (before_run & _P_UNSPACED) != 0 and (q & _P_UNSPACED) != 0):
                 out[at] = _SPACE  # a space is no letter: never a repeat
                 at += 1
                 last = _SPACE
         seen_word = True
-        previous = p
-        if repeats and c == last and (p & _P_ALPHA) != 0:
+        previous = q
+        if repeats and c == last and (q & _P_ALPHA) != 0:
             continue
         at = k_put_utf8(out, at, c)
         last = c
@@ -956,11 +1014,28 @@ def _k_normalize_rows(
     n_hard = n_hard_codes = 0
     a = np.empty(4096, dtype=np.uint32)
     b = np.empty(4096, dtype=np.uint32)
+    images = np.empty(64, dtype=np.uint32)
     at = 0
     for row in range(n_rows):
         start, end = starts[row], ends[row]
-        out = _grown(out, at, at + 4 * (end - start) + 1)
-        streamed = _k_stream_row(data, start, end, props, single, length, separators, spacing, repeats, out, at)
+        out = _grown(out, at, at + 4 * (end - start) + 64)
+        streamed = _k_stream_row(
+            data,
+            start,
+            end,
+            props,
+            single,
+            length,
+            flat_start,
+            flat,
+            leet_target,
+            separators,
+            spacing,
+            repeats,
+            images,
+            out,
+            at,
+        )
         if streamed >= 0:
             at = streamed
             out[at] = ROW_END
