@@ -819,6 +819,7 @@ def _k_stream_row(
     flat_start: np.ndarray,
     flat: np.ndarray,
     leet_target: np.ndarray,
+    hard_to_python: bool,
     separators: bool,
     spacing: bool,
     repeats: bool,
@@ -829,7 +830,8 @@ def _k_stream_row(
     """Most rows in one pass with no row buffer between the steps: decoded, mapped, leetspeak, spaced,
     collapsed and encoded straight into `out[at:]` (room for 4 bytes per byte of the row), exactly as the
     buffered path (`_k_decode_map_row`, `_k_leet_row`, `_k_finish_row`) would. Gives up (-1) on a row that
-    needs more: a character NFKC may combine with its neighbours, a place where the separators step may join
+    needs more: a character NFKC may combine with its neighbours (when `hard_to_python`), a place where the
+    separators step may join
     something, or rarer cases (an image holding a leet symbol, a run of more than `len(images)` leet
     symbols, an invisible character right after one, a row growing past its room); such rows take the
     buffered path.
@@ -862,7 +864,7 @@ def _k_stream_row(
                 c, i = _k_decode_at(data, i, end)
             q = props[c]
             if (q & (_P_MAPPED | _P_LEET)) != 0:
-                if (q & _P_HARD) != 0:
+                if hard_to_python and (q & _P_HARD) != 0:
                     return -1
                 if (q & _P_LEET) != 0:
                     # A run of leet symbols (ASCII, never mapped): those within 8 places of a letter touching it
@@ -976,7 +978,8 @@ def _grown(buffer: np.ndarray, used: int, needed: int) -> np.ndarray:
     if needed <= len(buffer):
         return buffer
     larger = np.empty(max(needed, 2 * len(buffer)), dtype=buffer.dtype)
-    larger[:used] = buffer[:used]
+    for k in range(used):  # a loop: numba's slice assignment is far slower (see `_k_copy`)
+        larger[k] = buffer[k]
     return larger
 
 
@@ -1029,6 +1032,7 @@ def _k_normalize_rows(
             flat_start,
             flat,
             leet_target,
+            hard_to_python,
             separators,
             spacing,
             repeats,
@@ -1075,6 +1079,16 @@ def _k_normalize_rows(
 
 
 @_jit
+def _k_copy(source: np.ndarray, first: int, size: int, target: np.ndarray, at: int) -> int:
+    """`source[first : first + size]` copied to `target[at:]`; the offset after it. A plain loop: numba's slice
+    assignment copied ten times slower than this loop, which LLVM vectorises."""
+    into, come_from = target[at : at + size], source[first : first + size]
+    for k in range(size):  # indices LLVM can prove in bounds and not negative: no check per byte
+        into[k] = come_from[k]
+    return at + size
+
+
+@_jit
 def _k_splice_rows(
     data: np.ndarray, row_ends: np.ndarray, hard_data: np.ndarray, hard_ends: np.ndarray, hard_rows: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -1086,24 +1100,15 @@ def _k_splice_rows(
     for h in range(len(hard_rows)):
         row = hard_rows[h]
         # The rows before this one, as they are; then the row's own bytes (its NUL included).
-        block = row_ends[row] - done
-        out[at : at + block] = data[done : row_ends[row]]
-        at += block
+        at = _k_copy(data, done, row_ends[row] - done, out, at)
         first = 0 if h == 0 else hard_ends[h - 1] + 1
-        size = hard_ends[h] + 1 - first
-        out[at : at + size] = hard_data[first : first + size]
-        at += size
+        at = _k_copy(hard_data, first, hard_ends[h] + 1 - first, out, at)
         done = row_ends[row] + 1
         ends[row] = at - 1
-        if h + 1 < len(hard_rows):
-            shift = at - done
-            for r in range(row + 1, hard_rows[h + 1]):
-                ends[r] += shift
-        else:
-            shift = at - done
-            for r in range(row + 1, len(ends)):
-                ends[r] += shift
-    out[at:] = data[done:]
+        shift = at - done  # for the rows up to the next one taken from the second call
+        for r in range(row + 1, hard_rows[h + 1] if h + 1 < len(hard_rows) else len(ends)):
+            ends[r] += shift
+    _k_copy(data, done, len(data) - done, out, at)
     return out, ends
 
 
