@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import unicodedata
 
+import numpy as np
 import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from safeset.signals.text import STEPS, TextNormalizer, parse_steps
+from safeset.signals.text import STEPS, TextNormalizer, char_tables, parse_steps
 
 
 def norm(text: str, *steps: str) -> str:
@@ -205,3 +206,55 @@ def test_bytes_that_are_not_utf8_read_as_replacement_characters_without_an_error
     values = pa.StringArray.from_buffers(4, offsets, pa.py_buffer(data))
     rows = TextNormalizer(["nfkc", "casefold"]).normalize_array(values).rows()
     assert rows == ["zor\ufffdblax", "ab\ufffd\ufffd", "\U0001f600ok", "\ufffd\ufffd\ufffdx"]
+
+
+def _decode_byte_by_byte(data: bytes) -> str:
+    """The decoding the normaliser promises: every byte that does not start a valid UTF-8 sequence (overlong,
+    surrogate, past U+10FFFF, cut short) is one U+FFFD; a NUL reads as a space."""
+    out, i = [], 0
+    while i < len(data):
+        lead = data[i]
+        size = 1 if lead < 0x80 else 2 if 0xC2 <= lead < 0xE0 else 3 if 0xE0 <= lead < 0xF0 else 4 if lead < 0xF5 else 0
+        piece = data[i : i + size] if size else b""
+        try:
+            char = piece.decode("utf-8") if len(piece) == size else ""
+        except UnicodeDecodeError:
+            char = ""
+        if len(char) == 1:
+            out.append(" " if char == "\x00" else char)
+            i += size
+        else:
+            out.append("\ufffd")
+            i += 1
+    return "".join(out)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    rows=st.lists(
+        st.lists(
+            st.one_of(
+                # Valid characters of every length, and sequences that only look valid: overlong, surrogate,
+                # past U+10FFFF, cut short, a lone continuation byte.
+                st.sampled_from(
+                    [
+                        *(b"a", b" ", b"\x00", b"\xc3\xa9", b"\xe4\xb8\xad", b"\xf0\x9f\x98\x80", b"\xe2\x80\x8b"),
+                        *(b"\xe0\x80\xaf", b"\xc0\xaf", b"\xed\xa0\x80", b"\xf4\x90\x80\x80", b"\xe4\xb8", b"\x80"),
+                    ]
+                ),
+                st.binary(min_size=1, max_size=3),
+            ),
+            max_size=8,
+        ).map(b"".join),
+        min_size=1,
+        max_size=4,
+    )
+)
+def test_any_bytes_decode_as_promised(rows: list[bytes]) -> None:
+    # Arrow does not check that a file's strings are UTF-8: the kernel's own decoder must read any bytes the same
+    # way on every path (streaming, buffered, NFKC), one replacement character per byte it cannot read.
+    offsets = np.cumsum([0] + [len(r) for r in rows]).astype(np.int32)
+    values = pa.StringArray.from_buffers(len(rows), pa.py_buffer(offsets.tobytes()), pa.py_buffer(b"".join(rows)))
+    invisible = char_tables().invisible
+    expected = ["".join(c for c in _decode_byte_by_byte(r) if not invisible[ord(c)]) for r in rows]
+    assert TextNormalizer(["invisible"]).normalize_array(values).rows() == expected

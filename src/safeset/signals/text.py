@@ -863,6 +863,26 @@ def _k_stream_row(
             c = np.int64(data[i])
             if c < 0x80 and c != ROW_END:
                 i += 1
+            elif 0xC2 <= c < 0xF0 and i + 2 < end:
+                # Two- and three-byte characters (most scripts) decoded here; the rest as `_k_decode_at` does.
+                b1 = np.int64(data[i + 1])
+                b2 = np.int64(data[i + 2])
+                if c < 0xE0 and (b1 & 0xC0) == 0x80:
+                    c = ((c & 0x1F) << 6) | (b1 & 0x3F)
+                    i += 2
+                else:
+                    three = ((c & 0x0F) << 12) | ((b1 & 0x3F) << 6) | (b2 & 0x3F)
+                    if (
+                        c >= 0xE0
+                        and (b1 & 0xC0) == 0x80
+                        and (b2 & 0xC0) == 0x80
+                        and three >= 0x800
+                        and not 0xD800 <= three < 0xE000
+                    ):
+                        c = three
+                        i += 3
+                    else:
+                        c, i = _k_decode_at(data, i, end)
             else:
                 c, i = _k_decode_at(data, i, end)
             q = props[c]
