@@ -922,7 +922,7 @@ def _k_stream_row(
                     if count == 1:
                         images[0] = single[c]
                     else:
-                        if at + 4 * (count + end - i) + 8 > len(out):
+                        if count > len(images) or at + 4 * (count + end - i) + 8 > len(out):
                             return -1  # no room promised for a row that grows this much
                         first = flat_start[c]
                         for k in range(count):
