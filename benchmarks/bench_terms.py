@@ -4,6 +4,7 @@
                                      [--compare-engines]
     python benchmarks/bench_terms.py --before-after [--before-rev HEAD] [--rows 300000] [--runs 3]
                                      [--recall-rows 20000]
+    python benchmarks/bench_terms.py --stages [--rows 50000] [--runs 10]
 
 `--before-after` (issue 13): real-looking multilingual captions (eight scripts, product-listing noise,
 full-width punctuation, emoji, spaced syllables, invisible characters, Hangul particles), a 10 k-term bank in
@@ -11,7 +12,8 @@ the same scripts with all normalisation steps, and the matcher of `--before-rev`
 `git archive` into a temporary folder, its bank imported by its own code) against the working tree's, in
 paired runs that alternate old and new; each figure is CPU time of the match calls in its own process. It
 also prints recall per script on the first --recall-rows captions against the substring-plus-boundary
-oracle of `tests/match/multilingual.py`.
+oracle of `tests/match/multilingual.py`. `--stages` times each stage of the working tree's matching on
+the same kind of captions.
 
 Writes synthetic LAION-like captions (benign made-up words in Latin, CJK, Cyrillic and Arabic script, caption
 lengths log-normal around LAION's) to a parquet file, builds a 10 k-term bank (made-up words and phrases in
@@ -24,6 +26,7 @@ baselines hold all captions as Python strings, which is most of their peak memor
 from __future__ import annotations
 
 import argparse
+import hashlib
 import multiprocessing
 import os
 import platform
@@ -235,6 +238,11 @@ def _script_of(term: str, multilingual: Any) -> str:
     return next(s for s, ts in multilingual.TERMS.items() if term in ts)
 
 
+#: Rows that take every path of the normaliser once (one needs Python's NFKC: `e` and a combining accent), so
+#: that loading compiled kernels falls into the setup time, not into the first batch timed.
+WARM_UP = ["warm-up", "e\u0301"]
+
+
 def peak_rss_mib() -> float:
     """This process's peak resident set (VmHWM: unlike ru_maxrss it is not inherited across exec)."""
     with open("/proc/self/status") as handle:
@@ -263,7 +271,7 @@ def run_matcher(parquet: str, banks: str, bank: str, batch_rows: int, engine: st
     started = time.perf_counter()
     matcher = MATCHERS[info.kind](info, store.folder(info.name))
     # Build the normaliser's lookup tables (once per process, ~1 s) before timing, not in the first batch.
-    matcher.normalizer.normalize_strings(["warm-up"])
+    matcher.normalizer.normalize_strings(WARM_UP)
     setup = time.perf_counter() - started
     rss_ready = current_rss_mib()
     seconds, rows, flagged = 0.0, 0, 0
@@ -302,10 +310,11 @@ def run_versioned(src: str, parquet: str, terms_file: str, workdir: str, batch_r
     info = store.add("t", "term", Path(terms_file))
     started = time.perf_counter()
     matcher = MATCHERS[info.kind](info, store.folder(info.name))
-    matcher.normalizer.normalize_strings(["warm-up"])
+    matcher.normalizer.normalize_strings(WARM_UP)
     setup = time.perf_counter() - started
     cpu, wall, rows, flagged = 0.0, 0.0, 0, 0
     flagged_rows: list[int] = []
+    evidence = hashlib.sha256()  # every flagged row and its evidence, to check old and new agree exactly
     for batch in pq.ParquetFile(parquet).iter_batches(batch_size=batch_rows, columns=["TEXT"]):
         rows_batch = RowBatch("bench", np.arange(rows, rows + batch.num_rows), None, captions=batch.column(0))
         c0, t0 = time.process_time(), time.perf_counter()
@@ -315,6 +324,8 @@ def run_versioned(src: str, parquet: str, terms_file: str, workdir: str, batch_r
         for h in hits:
             flagged += len(h.positions)
             flagged_rows.extend(p + rows for p in h.positions.tolist() if p + rows < recall_rows)
+            for position, said in zip(h.positions.tolist(), h.evidence, strict=True):
+                evidence.update(f"{position + rows}\t{h.detector}\t{said}\n".encode())
         rows += batch.num_rows
     engine = getattr(getattr(matcher, "automaton", None), "engine", "pyahocorasick")
     return {
@@ -323,6 +334,7 @@ def run_versioned(src: str, parquet: str, terms_file: str, workdir: str, batch_r
         "wall": wall,
         "flagged": flagged,
         "flagged_rows": flagged_rows,
+        "evidence": evidence.hexdigest(),
         "setup_s": setup,
         "engine": engine,
     }
@@ -422,6 +434,10 @@ def before_after(args: argparse.Namespace) -> None:
             f" {median(rate):>9,.0f} {rate[-1]:>9,.0f} {runs[0]['flagged']:>8,}  {runs[0]['engine']},"
             f" {median(r['setup_s'] for r in runs):.1f} s"
         )
+    digests = {r["evidence"] for runs in results.values() for r in runs}
+    if len(digests) != 1:
+        raise SystemExit("old and new code flag different rows or give different evidence: not comparable")
+    print(f"results: identical in every run (same {results[label][0]['flagged']:,} rows flagged, same evidence)")
     before_label, after_label = list(versions_src)
     ratios = sorted(a / b for a, b in zip(rates[after_label], rates[before_label], strict=True))
     print(f"after / before, paired per run: {', '.join(f'{r:.2f}x' for r in ratios)}")
@@ -439,6 +455,131 @@ def before_after(args: argparse.Namespace) -> None:
             hit = len(rows & found[label])
             cells.append(f"{hit:>6} ({hit / max(len(rows), 1):>4.0%}) {len(extra):>6}")
         print(f"{script:<10} {len(rows):>11} " + " ".join(cells))
+
+
+def stages(args: argparse.Namespace) -> None:
+    """Where the working tree's caption matching spends its time, stage by stage, on the --before-after captions:
+    CPU time per caption of each stage run on its own over the same batches, the least of --runs rounds (the
+    cores are shared, and interference only ever adds time)."""
+    import sys
+    import unicodedata
+
+    repo = Path(__file__).resolve().parent.parent
+    sys.path.insert(0, str(repo))
+    import safeset.signals.text as text_module
+    from safeset.banks.store import BankStore
+    from safeset.io.batch import RowBatch
+    from safeset.kinds.base import MATCHERS
+    from safeset.kinds.terms import matcher as terms_matcher
+    from safeset.signals.compute import Signals
+
+    terms = make_multilingual_terms(args.terms)
+    captions, _ = make_multilingual_captions(args.rows, terms)
+    column = pa.array(captions, type=pa.string())
+    batches = [column.slice(i, args.batch_rows) for i in range(0, len(column), args.batch_rows)]
+    with tempfile.TemporaryDirectory(prefix="bench-terms-stages-") as tmp:
+        terms_file = Path(tmp) / "terms.txt"
+        terms_file.write_text("\n".join(terms) + "\n", encoding="utf-8")
+        store = BankStore(Path(tmp) / "banks")
+        info = store.add("t", "term", terms_file)
+        matcher = MATCHERS[info.kind](info, store.folder(info.name))
+    normalizer = matcher.normalizer
+    normalizer.normalize_strings(WARM_UP)
+    steps = set(normalizer.steps)
+    tables = text_module.kernel_tables(frozenset(steps))
+    mapping = tables.mapping
+    shared = (tables.props, mapping.single, mapping.length, mapping.flat_start, mapping.flat, tables.longest_image)
+    flags = ("leetspeak" in steps, "separators" in steps, "spacing" in steps, "repeats" in steps)
+    raws = [text_module._raw_rows(b) for b in batches]
+
+    def first_call(i: int) -> tuple[Any, ...]:
+        raw = raws[i]
+        return text_module._k_normalize_rows(
+            raw.bytes_array, raw.byte_starts, raw.byte_ends, *shared, text_module._LEET_TARGET, True, *flags
+        )
+
+    def python_nfkc(hard_codes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        text = unicodedata.normalize("NFKC", hard_codes.tobytes().decode("utf-32-le"))
+        encoded = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
+        nul = np.flatnonzero(encoded == 0)
+        first = np.zeros(len(nul), dtype=np.int64)
+        first[1:] = nul[:-1] + 1
+        return encoded, first, nul
+
+    firsts = [first_call(i) for i in range(len(batches))]
+    nfkcs = [python_nfkc(f[3]) for f in firsts]
+    seconds = [text_module._k_normalize_rows(*n, *shared, text_module._LEET_TARGET, False, *flags) for n in nfkcs]
+    texts = [normalizer.normalize_array(b) for b in batches]
+    found = [matcher.automaton.find(t.data) for t in texts]
+
+    def after_scan(i: int) -> None:
+        text, (patterns, ends) = texts[i], found[i]
+        starts = ends - matcher.lengths[patterns]
+        rows = np.searchsorted(text.byte_starts, starts, side="right") - 1
+        keep = (ends <= text.byte_ends[rows]) & terms_matcher._on_word_boundaries(text, rows, starts, ends)
+        matcher._plain(rows[keep], patterns[keep])
+
+    def whole_match(i: int) -> None:
+        batch = RowBatch("bench", np.arange(len(batches[i])), None, captions=batches[i])
+        matcher.match(Signals(batch, []))
+
+    measured = {
+        "normalise: fused kernel, first call": first_call,
+        "normalise: Python NFKC of the rows that need it": lambda i: python_nfkc(firsts[i][3]),
+        "normalise: kernel again on those rows": lambda i: text_module._k_normalize_rows(
+            *nfkcs[i], *shared, text_module._LEET_TARGET, False, *flags
+        ),
+        "normalise: splice them in": lambda i: text_module._k_splice_rows(
+            firsts[i][0], firsts[i][1], seconds[i][0], seconds[i][1], firsts[i][2]
+        ),
+        "normalise: whole (normalize_array)": lambda i: normalizer.normalize_array(batches[i]),
+        "hyperscan scan": lambda i: matcher.automaton.find(texts[i].data),
+        "rows, boundaries, evidence": after_scan,
+        "match() as the scan calls it": whole_match,
+    }
+    # The fused kernel with the steps added one at a time (the steps are always applied in the order of STEPS).
+    cumulative: list[str] = ["nfkc", "invisible", "casefold", "accents", "confusables"]
+    for added in (None, "leetspeak", "separators", "spacing", "repeats"):
+        if added:
+            cumulative.append(added)
+        chosen = frozenset(cumulative)
+        some = text_module.kernel_tables(chosen)
+        some_shared = (
+            some.props,
+            some.mapping.single,
+            some.mapping.length,
+            some.mapping.flat_start,
+            some.mapping.flat,
+            some.longest_image,
+        )
+        some_flags = tuple(step in chosen for step in ("leetspeak", "separators", "spacing", "repeats"))
+
+        def partial_kernel(i: int, tables: tuple[Any, ...] = some_shared, on: tuple[bool, ...] = some_flags) -> None:
+            raw = raws[i]
+            text_module._k_normalize_rows(
+                raw.bytes_array, raw.byte_starts, raw.byte_ends, *tables, text_module._LEET_TARGET, True, *on
+            )
+
+        label = "decode, per-character map, encode" if added is None else f"  + {added}"
+        measured[f"kernel: {label}"] = partial_kernel
+    best = dict.fromkeys(measured, float("inf"))
+    for _ in range(args.runs):
+        for name, stage in measured.items():
+            started = time.process_time()
+            for i in range(len(batches)):
+                stage(i)
+            best[name] = min(best[name], time.process_time() - started)
+    hard = sum(len(f[2]) for f in firsts) / len(captions)
+    print(f"machine: nproc={os.cpu_count()}, {cpu_model()}; Python {platform.python_version()}; {versions()}")
+    print(
+        f"{len(captions):,} multilingual captions, {len(terms):,} terms, batches of {args.batch_rows};"
+        f" {hard:.1%} of rows need Python's NFKC; least of {args.runs} rounds"
+    )
+    whole = best["match() as the scan calls it"]
+    for name, seconds_taken in best.items():
+        per_row = seconds_taken / len(captions) * 1e9
+        print(f"{name:<50} {per_row:>7.0f} ns/caption {seconds_taken / whole:>6.0%}")
+    print(f"match(): {len(captions) / whole:,.0f} captions/s on one core")
 
 
 def run_re_alternation(parquet: str, terms_file: str, limit: int) -> dict[str, Any]:
@@ -522,7 +663,13 @@ def main() -> None:
     parser.add_argument("--before-rev", default="HEAD", help="git revision of the old code (default HEAD)")
     parser.add_argument("--runs", type=int, default=3, help="paired runs for --before-after")
     parser.add_argument("--recall-rows", type=int, default=20_000, help="captions checked against the oracle")
+    parser.add_argument(
+        "--stages", action="store_true", help="time each stage of the working tree's matching (--rows, --runs)"
+    )
     args = parser.parse_args()
+    if args.stages:
+        stages(args)
+        return
     if args.before_after:
         before_after(args)
         return

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import unicodedata
 
+import numpy as np
 import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from safeset.signals.text import STEPS, TextNormalizer, parse_steps
+from safeset.signals.text import STEPS, TextNormalizer, char_tables, parse_steps
 
 
 def norm(text: str, *steps: str) -> str:
@@ -77,6 +78,32 @@ def test_batch_equals_row_by_row_and_rows_stay_apart() -> None:
     assert "zorblax" not in batch.text and "abc" not in batch.text  # nothing joined across rows
 
 
+@pytest.mark.parametrize("compiled", [True, False])
+def test_a_row_folds_the_same_whatever_else_its_batch_holds(compiled: bool) -> None:
+    # Leetspeak runs a second time only on rows the separators step joined: a long run of leet symbols reaches
+    # further on a second pass, so running it on every row of a batch holding one joined row made a row's
+    # normal form depend on its neighbours.
+    import safeset.signals.text as text_module
+
+    long_run = "a" + "0" * 20 + "b"
+    text_module.COMPILED = compiled
+    try:
+        normalizer = TextNormalizer()
+        alone = normalizer.normalize_strings([long_run])
+        beside_a_joined_row = normalizer.normalize_strings([long_run, "s t o c k", "w 0 r d"])
+    finally:
+        text_module.COMPILED = True
+    assert alone == ["ao0000ob"]
+    assert beside_a_joined_row == ["ao0000ob", "stock", "word"]
+
+
+@settings(max_examples=150, deadline=None)
+@given(rows=st.lists(st.text(alphabet="ab01@$ .-사진猫\u0301\u200b", max_size=24), min_size=1, max_size=6))
+def test_each_row_of_a_batch_folds_as_it_does_alone(rows: list[str]) -> None:
+    normalizer = TextNormalizer()
+    assert normalizer.normalize_strings(rows) == [normalizer.normalize_strings([r])[0] for r in rows]
+
+
 def test_step_lists_parse_and_refuse_unknown_steps() -> None:
     assert parse_steps("all") == STEPS and parse_steps("none") == ()
     assert parse_steps("spacing,casefold") == ("casefold", "spacing")  # always in pipeline order
@@ -126,7 +153,7 @@ def test_nfkc_step_equals_python_nfkc_row_by_row(rows: list[str]) -> None:
 
 
 # Letters of several scripts, leet symbols, separators, whitespace, invisible characters, row-closing NULs.
-MIXED = "abAB0134@$ .-_,ｚ\u3000\t\u200b\u00ad\ufe0fßﬁ사진이가蛋糕兔ネコภาพ่жщكعة" + TRICKY
+MIXED = "abAB0134@$ .-_,ｚ０１β\u3000\t\u200b\u00ad\ufe0fßﬁ사진이가蛋糕兔ネコภาพ่жщыكعة" + TRICKY
 
 
 @settings(max_examples=300, deadline=None)
@@ -159,6 +186,10 @@ def test_compiled_steps_equal_the_numpy_reference_on_long_runs() -> None:
         "猫" + " " * 66 + "猫",
         "x" + "1" * 9,
         "s t o c k",
+        "a" + "0" * 70 + "b",  # longer than the streaming path's run buffer
+        "x00０y",  # a leet run going on into the image of a full-width digit
+        "a0\u200bb x1ﬁ ß0a β0 0ы",  # an invisible character after a run, images around runs
+        "ﷺ" * 40,  # a row growing far past four bytes per byte
     ]
     normalizer = TextNormalizer()
     compiled = normalizer.normalize_strings(rows)
@@ -175,3 +206,55 @@ def test_bytes_that_are_not_utf8_read_as_replacement_characters_without_an_error
     values = pa.StringArray.from_buffers(4, offsets, pa.py_buffer(data))
     rows = TextNormalizer(["nfkc", "casefold"]).normalize_array(values).rows()
     assert rows == ["zor\ufffdblax", "ab\ufffd\ufffd", "\U0001f600ok", "\ufffd\ufffd\ufffdx"]
+
+
+def _decode_byte_by_byte(data: bytes) -> str:
+    """The decoding the normaliser promises: every byte that does not start a valid UTF-8 sequence (overlong,
+    surrogate, past U+10FFFF, cut short) is one U+FFFD; a NUL reads as a space."""
+    out, i = [], 0
+    while i < len(data):
+        lead = data[i]
+        size = 1 if lead < 0x80 else 2 if 0xC2 <= lead < 0xE0 else 3 if 0xE0 <= lead < 0xF0 else 4 if lead < 0xF5 else 0
+        piece = data[i : i + size] if size else b""
+        try:
+            char = piece.decode("utf-8") if len(piece) == size else ""
+        except UnicodeDecodeError:
+            char = ""
+        if len(char) == 1:
+            out.append(" " if char == "\x00" else char)
+            i += size
+        else:
+            out.append("\ufffd")
+            i += 1
+    return "".join(out)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    rows=st.lists(
+        st.lists(
+            st.one_of(
+                # Valid characters of every length, and sequences that only look valid: overlong, surrogate,
+                # past U+10FFFF, cut short, a lone continuation byte.
+                st.sampled_from(
+                    [
+                        *(b"a", b" ", b"\x00", b"\xc3\xa9", b"\xe4\xb8\xad", b"\xf0\x9f\x98\x80", b"\xe2\x80\x8b"),
+                        *(b"\xe0\x80\xaf", b"\xc0\xaf", b"\xed\xa0\x80", b"\xf4\x90\x80\x80", b"\xe4\xb8", b"\x80"),
+                    ]
+                ),
+                st.binary(min_size=1, max_size=3),
+            ),
+            max_size=8,
+        ).map(b"".join),
+        min_size=1,
+        max_size=4,
+    )
+)
+def test_any_bytes_decode_as_promised(rows: list[bytes]) -> None:
+    # Arrow does not check that a file's strings are UTF-8: the kernel's own decoder must read any bytes the same
+    # way on every path (streaming, buffered, NFKC), one replacement character per byte it cannot read.
+    offsets = np.cumsum([0] + [len(r) for r in rows]).astype(np.int32)
+    values = pa.StringArray.from_buffers(len(rows), pa.py_buffer(offsets.tobytes()), pa.py_buffer(b"".join(rows)))
+    invisible = char_tables().invisible
+    expected = ["".join(c for c in _decode_byte_by_byte(r) if not invisible[ord(c)]) for r in rows]
+    assert TextNormalizer(["invisible"]).normalize_array(values).rows() == expected

@@ -4,13 +4,16 @@ Term lists are evaded with case, accents, look-alike letters, leetspeak, spacing
 sides are folded into one normal form before matching. Each step is optional; the steps a bank was built
 with are recorded in its `bank.json` and so in every run's `summary.json`.
 
-A batch of captions is decoded from the Arrow buffer into code points with a NUL after every row, and
-each step is one compiled pass (numba) over the whole batch instead of Python work per row: one table pass
-for every per-character step (NFKC's context-free images, invisible characters, case, accents,
-confusables), leetspeak, separators, then one pass for spacing, repeats and the UTF-8 the matcher scans.
-Only rows holding a character that NFKC may combine with its neighbours go through Python's normaliser.
-The numpy version of every step (`COMPILED = False`) is the reference the compiled passes are tested
-against. The same function normalises terms, so a term and a caption containing it always agree.
+A batch of captions goes from the Arrow buffer to the UTF-8 the matcher scans in one compiled kernel
+(numba), a row at a time, with no Python work per row: one byte per code point tells every step what it
+needs to know about a character, and one table holds every per-character step (NFKC's context-free images,
+invisible characters, case, accents, confusables). Most captions (97 % of the benchmark's) take a single
+streaming pass (decode, map, leetspeak, spacing, repeats, encode); the rest, where the separators step may
+join something, are worked on in two small row buffers. Only rows holding a character that NFKC may combine
+with its neighbours go through Python's normaliser (all of a batch's in one call), then through the kernel
+again. The numpy version of every step (`COMPILED = False`) is the reference the kernel is tested against.
+The same function normalises terms, so a term and a caption containing it always agree; every step reads
+only its own row, so a row's normal form does not depend on the batch it is in.
 """
 
 from __future__ import annotations
@@ -379,6 +382,16 @@ def _leetspeak(codes: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     return codes
 
 
+def _leetspeak_where_joined(before: np.ndarray, after: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """Leetspeak again, on the rows the separators step shortened and only on those: a second pass reaches
+    further into a long run of leet symbols, so running it on every row of a batch that has one such row would
+    make a row's normal form depend on its batch."""
+    before_ends, after_ends = np.flatnonzero(before == ROW_END), np.flatnonzero(after == ROW_END)
+    joined_rows = np.diff(before_ends, prepend=-1) != np.diff(after_ends, prepend=-1)
+    row_of = np.searchsorted(after_ends, np.arange(len(after)))  # a row's NUL counts as part of it
+    return np.where(joined_rows[row_of], _leetspeak(after, alpha), after)
+
+
 def _drop_spaces_between_unspaced(codes: np.ndarray, tables: CharTables) -> np.ndarray:
     """Whitespace between two characters of scripts written without spaces (`猫 咖啡`, Thai phrases) separates
     no words: it goes, so that a term matches however the caption was spaced."""
@@ -489,10 +502,9 @@ def _raw_rows(values: pa.Array) -> NormalizedText:
     return NormalizedText(data, starts, ends)
 
 
-#: Run the steps as compiled loops (numba), one pass each over the batch's code points; False runs the numpy
-#: version, kept as the reference the compiled one is tested against (same output for every input).
+#: Run the steps in the compiled kernel (numba); False runs the numpy version, kept as the reference the
+#: compiled one is tested against (same output for every input).
 COMPILED = True
-_NOTHING_HARD = np.zeros(_N_CODES, dtype=bool)
 _KERNELS: list[str] = []
 
 
@@ -511,219 +523,6 @@ def _compile_kernels() -> None:
     compile_kernel = numba.njit(cache=True, nogil=True)
     for name in _KERNELS:  # module globals, so that kernels calling kernels find the compiled ones
         globals()[name] = compile_kernel(globals()[name])
-
-
-@_jit
-def _k_map(codes: np.ndarray, single: np.ndarray, length: np.ndarray, flat_start: np.ndarray, flat: np.ndarray):
-    total = 0
-    for c in codes:
-        total += length[c]
-    out = np.empty(total, dtype=np.uint32)
-    size = 0
-    for c in codes:
-        n = length[c]
-        if n == 1:
-            out[size] = single[c]
-            size += 1
-        else:
-            start = flat_start[c]
-            for k in range(n):
-                out[size + k] = flat[start + k]
-            size += n
-    return out
-
-
-@_jit
-def _k_leetspeak(codes: np.ndarray, alpha: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """As `_leetspeak`: in a run of leet symbols, those within 8 places of a letter touching the run convert
-    (the numpy version spreads one place per round, for 8 rounds). In place: `codes` is always a fresh array
-    here, and the letters a run looks at are never leet symbols themselves, so no conversion affects another."""
-    out = codes
-    n = len(codes)
-    i = 0
-    while i < n:
-        if codes[i] < 128 and target[codes[i]] != 0:
-            j = i
-            while j < n and codes[j] < 128 and target[codes[j]] != 0:
-                j += 1
-            left = i > 0 and alpha[codes[i - 1]]
-            right = j < n and alpha[codes[j]]
-            for k in range(i, j):
-                if (left and k - i < 8) or (right and j - 1 - k < 8):
-                    out[k] = target[codes[k]]
-            i = j
-        else:
-            i += 1
-    return out
-
-
-@_jit
-def _k_is_single(codes: np.ndarray, word: np.ndarray, i: int) -> bool:
-    """A word character with no word character on either side (False outside the array)."""
-    n = len(codes)
-    return (
-        0 <= i < n and word[codes[i]] and not (i > 0 and word[codes[i - 1]]) and not (i + 1 < n and word[codes[i + 1]])
-    )
-
-
-@_jit
-def _k_is_between(codes: np.ndarray, word: np.ndarray, i: int) -> bool:
-    """A separator (not a word character, not a row end) between two single characters."""
-    if i < 1 or i + 1 >= len(codes):
-        return False
-    c = codes[i]
-    return not word[c] and c != ROW_END and _k_is_single(codes, word, i - 1) and _k_is_single(codes, word, i + 1)
-
-
-@_jit
-def _k_join_single_characters(codes: np.ndarray, word: np.ndarray, syllabic: np.ndarray) -> np.ndarray:
-    """As `_join_single_characters`; the neighbourhood is only looked at around separators."""
-    n = len(codes)
-    out = np.empty_like(codes)
-    size = 0
-    for i in range(n):
-        c = codes[i]
-        if (
-            not word[c]
-            and c != ROW_END
-            and _k_is_between(codes, word, i)
-            and (
-                (_k_is_between(codes, word, i - 2) and codes[i - 2] == c)
-                or (_k_is_between(codes, word, i + 2) and codes[i + 2] == c)
-                or (syllabic[codes[i - 1]] and syllabic[codes[i + 1]])
-            )
-        ):
-            continue
-        out[size] = c
-        size += 1
-    return out[:size]
-
-
-_jit(k_put_utf8)  # shared with the other kernel module; compiled with this module's kernels
-
-
-@_jit
-def _k_finish(
-    codes: np.ndarray,
-    word: np.ndarray,
-    unspaced: np.ndarray,
-    space: np.ndarray,
-    alpha: np.ndarray,
-    spacing: bool,
-    repeats: bool,
-) -> tuple[np.ndarray, np.ndarray]:
-    """`spacing` (as `_drop_spaces_between_unspaced`, then `_spacing`), `repeats` (as `_collapse_repeats`) and
-    the UTF-8 encoding in one pass: the UTF-8 bytes, and the byte offset of every row-closing NUL."""
-    n = len(codes)
-    out = np.empty(4 * n, dtype=np.uint8)
-    ends = np.empty(n, dtype=np.int64)
-    at = 0
-    rows = 0
-    last = 0xFFFFFFFF  # the last character written (repeats compare against it)
-    after_boundary = True  # spacing: a space after a space, a row end or the start of the batch goes
-    pending_space = False  # spacing: a space is written once the next character is known not to be a row end
-    i = 0
-    while i < n:
-        c = int(codes[i])
-        i += 1
-        if spacing:
-            if space[c] and i > 1 and unspaced[codes[i - 2]]:
-                # A run of up to 65 whitespace characters between two characters of scripts written without
-                # spaces goes.
-                j = i
-                while j < n and space[codes[j]]:
-                    j += 1
-                if j < n and j - (i - 1) <= 65 and unspaced[codes[j]]:
-                    i = j
-                    continue
-            if not word[c] and c != ROW_END:
-                c = _SPACE
-            if c == _SPACE:
-                if not after_boundary:
-                    pending_space = True
-                after_boundary = True
-                continue
-            after_boundary = c == ROW_END
-            if pending_space:
-                pending_space = False
-                if c != ROW_END:
-                    at = k_put_utf8(out, at, _SPACE)  # a space is no letter: never a repeat
-                    last = _SPACE
-        if repeats and alpha[c] and c == last:
-            continue
-        if c == ROW_END:
-            ends[rows] = at
-            rows += 1
-        at = k_put_utf8(out, at, c)
-        last = c
-    if pending_space:
-        at = k_put_utf8(out, at, _SPACE)
-    return out[:at], ends[:rows]
-
-
-@_jit
-def _k_decode_rows(
-    data: np.ndarray, starts: np.ndarray, ends: np.ndarray, hard: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Code points of every row, each row closed by NUL (a NUL inside a row reads as a space, a byte that is not
-    UTF-8 as U+FFFD), straight from the Arrow data buffer; with where each row starts among them (and the
-    total last), and the rows holding a character marked in `hard`."""
-    out = np.empty(len(data) + len(starts), dtype=np.uint32)
-    row_starts = np.empty(len(starts) + 1, dtype=np.int64)
-    hard_rows = np.empty(len(starts), dtype=np.int64)
-    n_hard = 0
-    size = 0
-    for row in range(len(starts)):
-        row_starts[row] = size
-        is_hard = False
-        i, end = starts[row], ends[row]
-        while i < end:
-            b = np.uint32(data[i])
-            if b < 0x80:
-                out[size] = _SPACE if b == ROW_END else b
-                i += 1
-            else:
-                n = 1 if 0xC2 <= b < 0xE0 else 2 if 0xE0 <= b < 0xF0 else 3 if 0xF0 <= b < 0xF5 else 0
-                c = b & (0x1F if n == 1 else 0x0F if n == 2 else 0x07)
-                ok = n > 0
-                for k in range(1, n + 1):
-                    if not ok or i + k >= end or (data[i + k] & 0xC0) != 0x80:
-                        ok = False
-                        break
-                    c = (c << 6) | (np.uint32(data[i + k]) & 0x3F)
-                minimum = 0x80 if n == 1 else 0x800 if n == 2 else 0x10000
-                if ok and minimum <= c <= 0x10FFFF and not 0xD800 <= c < 0xE000:
-                    out[size] = c
-                    i += n + 1
-                else:
-                    out[size] = 0xFFFD
-                    i += 1
-            is_hard = is_hard or hard[out[size]]
-            size += 1
-        out[size] = ROW_END
-        size += 1
-        if is_hard:
-            hard_rows[n_hard] = row
-            n_hard += 1
-    row_starts[len(starts)] = size
-    return out[:size], row_starts, hard_rows[:n_hard]
-
-
-def _nfkc_compiled(codes: np.ndarray, row_starts: np.ndarray, hard_rows: np.ndarray) -> np.ndarray:
-    """NFKC over the batch's code points: rows holding a character that interacts with its neighbours go
-    through Python's normaliser (about 5 % of multilingual captions: Thai tone marks, combining accents);
-    every other character NFKC changes is mapped on its own by table, in `front_map`. Python's NFKC of a whole
-    batch, or even of each CJK row with a full-width comma, costs several times the rest of the normalisation."""
-    if not len(hard_rows):
-        return codes
-    pieces, done = [], 0
-    for start, end in zip(row_starts[hard_rows].tolist(), (row_starts[hard_rows + 1] - 1).tolist(), strict=True):
-        pieces.append(codes[done:start])
-        text = unicodedata.normalize("NFKC", codes[start:end].tobytes().decode("utf-32-le"))
-        pieces.append(np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32))
-        done = end  # the row's closing NUL is kept
-    pieces.append(codes[done:])
-    return np.concatenate(pieces)  # rows in NFKC hold no character the table would change
 
 
 @cache
@@ -769,22 +568,595 @@ def front_map(nfkc: bool, invisible: bool, casefold: bool, accents: bool, confus
     return CharMap(single, length, flat_start, np.array(flat, dtype=np.uint32))
 
 
-def _compiled_steps(codes: np.ndarray, steps: set[str], tables: CharTables) -> NormalizedText:
-    """The steps after Python's NFKC of the rows that need it, as compiled passes with the same order and
-    output as the numpy steps: one table pass for every per-character step, leetspeak, separators, and one
-    pass for spacing, repeats and the UTF-8 that the matcher reads."""
+# Bits of the per-code-point property byte the fused kernel reads: one table lookup gives every fact a step
+# needs about a character (separate boolean tables cost one cache line each).
+_P_WORD = 1
+_P_ALPHA = 2
+_P_UNSPACED = 4
+_P_SPACE = 8
+_P_SYLLABIC = 16
+_P_HARD = 32  # NFKC may combine it with its neighbours: the row goes through Python's normaliser
+_P_MAPPED = 64  # a per-character step changes it, or it is HARD (the kernel reads the map only then)
+_P_LEET = 128  # a leetspeak symbol (ASCII)
+
+
+@dataclass(frozen=True)
+class KernelTables:
+    """What the fused kernel reads for one choice of steps: the property byte of every code point, and the
+    per-character steps' map (identity where `_P_MAPPED` is not set)."""
+
+    props: np.ndarray  # uint8 per code point
+    mapping: CharMap
+    longest_image: int
+
+
+@cache
+def kernel_tables(steps: frozenset[str]) -> KernelTables:
+    tables = char_tables()
+    props = np.zeros(_N_CODES, dtype=np.uint8)
+    for table, bit in (
+        (tables.word, _P_WORD),
+        (tables.alpha, _P_ALPHA),
+        (tables.unspaced, _P_UNSPACED),
+        (tables.space, _P_SPACE),
+        (tables.syllabic, _P_SYLLABIC),
+    ):
+        props[table] |= bit
+    if "nfkc" in steps:
+        props[nfkc_tables().hard] |= _P_HARD | _P_MAPPED  # MAPPED: looked at on the kernel's slower branch
     mapping = front_map(*(step in steps for step in ("nfkc", "invisible", "casefold", "accents", "confusables")))
-    if mapping is not None:
-        codes = _k_map(codes, mapping.single, mapping.length, mapping.flat_start, mapping.flat)
+    if mapping is None:
+        identity = np.arange(_N_CODES, dtype=np.uint32)
+        mapping = CharMap(identity, np.ones(_N_CODES, dtype=np.uint8), np.zeros(_N_CODES, dtype=np.int64), identity[:0])
+    else:
+        props[(mapping.length != 1) | (mapping.single != np.arange(_N_CODES, dtype=np.uint32))] |= _P_MAPPED
     if "leetspeak" in steps:
-        codes = _k_leetspeak(codes, tables.alpha, _LEET_TARGET)
-    if "separators" in steps:
-        joined = _k_join_single_characters(codes, tables.word, tables.syllabic)
-        if "leetspeak" in steps and len(joined) != len(codes):
-            joined = _k_leetspeak(joined, tables.alpha, _LEET_TARGET)  # `w 0 r d` -> `w0rd` -> `word`
-        codes = joined
-    spacing, repeats = "spacing" in steps, "repeats" in steps
-    data, ends = _k_finish(codes, tables.word, tables.unspaced, tables.space, tables.alpha, spacing, repeats)
+        props[np.flatnonzero(_LEET_TARGET)] |= _P_LEET
+    props[ROW_END] = 0
+    return KernelTables(props, mapping, max(int(mapping.length.max()), 1))
+
+
+@_jit
+def _k_decode_at(data: np.ndarray, i: int, end: int) -> tuple[int, int]:
+    """The code point of the UTF-8 sequence at `data[i]` (before `end`) and the offset after it: a byte that
+    does not start a valid sequence reads as U+FFFD on its own, a NUL as a space."""
+    b = np.int64(data[i])
+    if b < 0x80:
+        return (_SPACE if b == ROW_END else b), i + 1
+    n = 1 if 0xC2 <= b < 0xE0 else 2 if 0xE0 <= b < 0xF0 else 3 if 0xF0 <= b < 0xF5 else 0
+    c = b & (0x1F if n == 1 else 0x0F if n == 2 else 0x07)
+    if n == 0:
+        return 0xFFFD, i + 1
+    for k in range(1, n + 1):
+        if i + k >= end or (data[i + k] & 0xC0) != 0x80:
+            return 0xFFFD, i + 1
+        c = (c << 6) | (np.int64(data[i + k]) & 0x3F)
+    minimum = 0x80 if n == 1 else 0x800 if n == 2 else 0x10000
+    if minimum <= c <= 0x10FFFF and not 0xD800 <= c < 0xE000:
+        return c, i + n + 1
+    return 0xFFFD, i + 1
+
+
+@_jit
+def _k_leet_row(a: np.ndarray, n: int, props: np.ndarray, target: np.ndarray) -> None:
+    """As `_leetspeak`, on one row in place: in a run of leet symbols, those within 8 places of a letter
+    touching the run convert. The letters a run looks at are never leet symbols, so no conversion affects
+    another."""
+    i = 0
+    while i < n:
+        if props[a[i]] & _P_LEET:
+            j = i
+            while j < n and props[a[j]] & _P_LEET:
+                j += 1
+            left = i > 0 and (props[a[i - 1]] & _P_ALPHA) != 0
+            right = j < n and (props[a[j]] & _P_ALPHA) != 0
+            for k in range(i, j):
+                if (left and k - i < 8) or (right and j - 1 - k < 8):
+                    a[k] = target[a[k]]
+            i = j + 1  # a[j] is no leet symbol
+        else:
+            i += 1
+
+
+@_jit
+def _k_single(a: np.ndarray, n: int, props: np.ndarray, i: int) -> bool:
+    """A word character with no word character on either side (False outside the row)."""
+    return (
+        0 <= i < n
+        and (props[a[i]] & _P_WORD) != 0
+        and not (i > 0 and (props[a[i - 1]] & _P_WORD) != 0)
+        and not (i + 1 < n and (props[a[i + 1]] & _P_WORD) != 0)
+    )
+
+
+@_jit
+def _k_between(a: np.ndarray, n: int, props: np.ndarray, i: int) -> bool:
+    """A separator (not a word character) between two single characters."""
+    if i < 1 or i + 1 >= n or (props[a[i]] & _P_WORD) != 0:
+        return False
+    return _k_single(a, n, props, i - 1) and _k_single(a, n, props, i + 1)
+
+
+@_jit
+def _k_join_row(a: np.ndarray, n: int, props: np.ndarray, out: np.ndarray) -> int:
+    """As `_join_single_characters`, on one row: the row without the separators it drops, in `out`; its length."""
+    m = 0
+    for i in range(n):
+        c = a[i]
+        if (
+            (props[c] & _P_WORD) == 0
+            and _k_between(a, n, props, i)
+            and (
+                (_k_between(a, n, props, i - 2) and a[i - 2] == c)
+                or (_k_between(a, n, props, i + 2) and a[i + 2] == c)
+                or ((props[a[i - 1]] & _P_SYLLABIC) != 0 and (props[a[i + 1]] & _P_SYLLABIC) != 0)
+            )
+        ):
+            continue
+        out[m] = c
+        m += 1
+    return m
+
+
+_jit(k_put_utf8)  # shared with the other kernel module; compiled with this module's kernels
+
+
+@_jit
+def _k_finish_row(
+    a: np.ndarray, n: int, props: np.ndarray, spacing: bool, repeats: bool, out: np.ndarray, at: int
+) -> int:
+    """`spacing` (as `_drop_spaces_between_unspaced`, then `_spacing`), `repeats` (as `_collapse_repeats`) and
+    the UTF-8 encoding of one row, written at `out[at:]`; the offset after it (the row-closing NUL is not
+    written). With spacing, the row is read as alternating runs of word and other characters, so the loop
+    over a word's letters does not ask at every letter what came before it."""
+    last = -1  # the last character written (repeats compare against it)
+    i = 0
+    if not spacing:
+        while i < n:
+            c = np.int64(a[i])
+            i += 1
+            if repeats and c == last and (props[c] & _P_ALPHA) != 0:
+                continue
+            at = k_put_utf8(out, at, c)
+            last = c
+        return at
+    while i < n:
+        if (props[a[i]] & _P_WORD) == 0:
+            # A run of other characters: nothing at the row's start or end, else one space; no space when the
+            # run is up to 65 whitespace characters between two characters of scripts written without spaces.
+            first = i
+            only_whitespace = True
+            while i < n and (props[a[i]] & _P_WORD) == 0:
+                only_whitespace = only_whitespace and (props[a[i]] & _P_SPACE) != 0
+                i += 1
+            if first == 0 or i == n:
+                continue
+            if (
+                only_whitespace
+                and i - first <= 65
+                and (props[a[first - 1]] & _P_UNSPACED) != 0
+                and (props[a[i]] & _P_UNSPACED) != 0
+            ):
+                continue
+            out[at] = _SPACE  # a space is no letter: never a repeat
+            at += 1
+            last = _SPACE
+        while i < n:
+            c = np.int64(a[i])
+            p = props[c]
+            if (p & _P_WORD) == 0:
+                break
+            i += 1
+            if repeats and c == last and (p & _P_ALPHA) != 0:
+                continue
+            at = k_put_utf8(out, at, c)
+            last = c
+    return at
+
+
+@_jit
+def _k_decode_map_row(
+    data: np.ndarray,
+    start: int,
+    end: int,
+    props: np.ndarray,
+    single: np.ndarray,
+    length: np.ndarray,
+    flat_start: np.ndarray,
+    flat: np.ndarray,
+    hard_to_python: bool,
+    out: np.ndarray,
+) -> tuple[int, bool]:
+    """One row decoded and passed through the per-character map into `out` (room for every image): its length
+    (-1 when `hard_to_python` and the row holds a character NFKC may combine with its neighbours), whether it
+    holds a leet symbol, and whether the separators step may have something to join in it (a non-word
+    character between two single word characters, or a leet symbol that is no word character: `$` and `@`
+    turn into letters)."""
+    n = 0
+    seen = 0  # every property bit of the characters written
+    symbol = False  # a leet symbol that is no word character (`$`, `@`)
+    words = 0  # one bit per character written, 1 for a word character, the newest lowest
+    join = False
+    i = start
+    while i < end:
+        c = np.int64(data[i])
+        if c < 0x80 and c != ROW_END:
+            i += 1
+        else:
+            c, i = _k_decode_at(data, i, end)
+        p = props[c]
+        if (p & _P_MAPPED) == 0:
+            out[n] = c
+            n += 1
+            seen |= p
+            symbol |= (p & (_P_LEET | _P_WORD)) == _P_LEET
+            words = (words << 1) | (p & _P_WORD)
+            join |= (words & 31) == 0b01010
+        elif hard_to_python and (p & _P_HARD) != 0:
+            return -1, False, False
+        else:
+            first = flat_start[c]
+            size = length[c]
+            for k in range(size):
+                d = single[c] if size == 1 else flat[first + k]
+                out[n] = d
+                n += 1
+                q = props[d]
+                seen |= q
+                symbol |= (q & (_P_LEET | _P_WORD)) == _P_LEET
+                words = (words << 1) | (q & _P_WORD)
+                join |= (words & 31) == 0b01010
+    # The end of the row counts as a non-word character; `$` and `@` may become letters.
+    join = join or ((words << 1) & 31) == 0b01010 or symbol
+    return n, (seen & _P_LEET) != 0, join
+
+
+@_jit
+def _k_stream_row(
+    data: np.ndarray,
+    start: int,
+    end: int,
+    props: np.ndarray,
+    single: np.ndarray,
+    length: np.ndarray,
+    flat_start: np.ndarray,
+    flat: np.ndarray,
+    leet_target: np.ndarray,
+    hard_to_python: bool,
+    separators: bool,
+    spacing: bool,
+    repeats: bool,
+    images: np.ndarray,
+    out: np.ndarray,
+    at: int,
+) -> int:
+    """Most rows in one pass with no row buffer between the steps: decoded, mapped, leetspeak, spaced,
+    collapsed and encoded straight into `out[at:]` (room for 4 bytes per byte of the row), exactly as the
+    buffered path (`_k_decode_map_row`, `_k_leet_row`, `_k_finish_row`) would. Gives up (-1) on a row that
+    needs more: a character NFKC may combine with its neighbours (when `hard_to_python`), a place where the
+    separators step may join
+    something, or rarer cases (an image holding a leet symbol, a run of more than `len(images)` leet
+    symbols, an invisible character right after one, a row growing past its room); such rows take the
+    buffered path.
+
+    Each character read becomes a few characters in `images` (its image under the per-character map, or a
+    whole run of leet symbols, converted), which then go through spacing, repeats and the encoding."""
+    last = -1  # the last character written (repeats compare against it)
+    words = 0  # one bit per character, 1 for a word character, the newest lowest (the separators' pattern)
+    seen_word = False  # spacing: a run of other characters before any word character is dropped
+    in_run = False  # spacing: inside a run of other characters after a word character
+    run_whitespace = False  # ... which has held only whitespace so far
+    run_length = 0
+    before_run = 0  # the property bits of the word character before the run
+    previous = 0  # the property bits of the last word character
+    mapped = 0  # the property bits of the last character after the map (leetspeak reads the letter before a run)
+    i = start
+    count = taken = 0  # characters waiting in `images`, and how many of them were taken
+    while True:
+        if taken < count:
+            c = np.int64(images[taken])
+            taken += 1
+            q = props[c]
+        else:
+            if i >= end:
+                break
+            c = np.int64(data[i])
+            if c < 0x80 and c != ROW_END:
+                i += 1
+            elif 0xC2 <= c < 0xF0 and i + 2 < end:
+                # Two- and three-byte characters (most scripts) decoded here; the rest as `_k_decode_at` does.
+                b1 = np.int64(data[i + 1])
+                b2 = np.int64(data[i + 2])
+                if c < 0xE0 and (b1 & 0xC0) == 0x80:
+                    c = ((c & 0x1F) << 6) | (b1 & 0x3F)
+                    i += 2
+                else:
+                    three = ((c & 0x0F) << 12) | ((b1 & 0x3F) << 6) | (b2 & 0x3F)
+                    if (
+                        c >= 0xE0
+                        and (b1 & 0xC0) == 0x80
+                        and (b2 & 0xC0) == 0x80
+                        and three >= 0x800
+                        and not 0xD800 <= three < 0xE000
+                    ):
+                        c = three
+                        i += 3
+                    else:
+                        c, i = _k_decode_at(data, i, end)
+            else:
+                c, i = _k_decode_at(data, i, end)
+            q = props[c]
+            if (q & (_P_MAPPED | _P_LEET)) != 0:
+                if hard_to_python and (q & _P_HARD) != 0:
+                    return -1
+                if (q & _P_LEET) != 0:
+                    # A run of leet symbols (ASCII, never mapped): those within 8 places of a letter touching it
+                    # read as letters; the letter after it is the first character of the next one's image.
+                    j = i
+                    while j < end and data[j] < 0x80 and (props[data[j]] & _P_LEET) != 0:
+                        j += 1
+                    count = j - (i - 1)
+                    if count > len(images) or (q & _P_MAPPED) != 0:
+                        return -1
+                    left = (mapped & _P_ALPHA) != 0
+                    right = False
+                    if j < end:
+                        after, _ = _k_decode_at(data, j, end)
+                        r = props[after]
+                        if (r & _P_MAPPED) != 0:
+                            if (r & _P_HARD) != 0 or length[after] == 0:
+                                return -1
+                            r = props[single[after] if length[after] == 1 else flat[flat_start[after]]]
+                            if (r & _P_LEET) != 0:
+                                return -1  # the run goes on into that image
+                        right = (r & _P_ALPHA) != 0
+                    for k in range(count):
+                        symbol = data[i - 1 + k]
+                        if (props[symbol] & _P_MAPPED) != 0:
+                            return -1
+                        convert = (left and k < 8) or (right and count - 1 - k < 8)
+                        images[k] = leet_target[symbol] if convert else symbol
+                    i = j
+                else:
+                    count = length[c]
+                    if count == 1:
+                        images[0] = single[c]
+                    else:
+                        if count > len(images) or at + 4 * (count + end - i) + 8 > len(out):
+                            return -1  # no room promised for a row that grows this much
+                        first = flat_start[c]
+                        for k in range(count):
+                            images[k] = flat[first + k]
+                    for k in range(count):
+                        if (props[images[k]] & _P_LEET) != 0:
+                            return -1
+                taken = 0
+                continue  # the image's characters, if any, come next
+        mapped = q
+        words = (words << 1) | (q & _P_WORD)
+        if separators and (words & 31) == 0b01010:
+            return -1
+        if not spacing:
+            if repeats and c == last and (q & _P_ALPHA) != 0:
+                continue
+            at = k_put_utf8(out, at, c)
+            last = c
+            continue
+        if (q & _P_WORD) == 0:
+            if seen_word:
+                if not in_run:
+                    in_run = True
+                    run_whitespace = True
+                    run_length = 0
+                    before_run = previous
+                run_whitespace = run_whitespace and (q & _P_SPACE) != 0
+                run_length += 1
+            continue
+        if in_run:
+            # One space for the run, none for up to 65 whitespace characters between two characters of
+            # scripts written without spaces.
+            in_run = False
+            if not (run_whitespace and run_length <= 65 and (before_run & _P_UNSPACED) != 0 and (q & _P_UNSPACED) != 0):
+                out[at] = _SPACE  # a space is no letter: never a repeat
+                at += 1
+                last = _SPACE
+        seen_word = True
+        previous = q
+        if repeats and c == last and (q & _P_ALPHA) != 0:
+            continue
+        at = k_put_utf8(out, at, c)
+        last = c
+    if separators and ((words << 1) & 31) == 0b01010:  # the end of the row counts as a non-word character
+        return -1
+    return at
+
+
+@_jit
+def _k_mapped_length(data: np.ndarray, start: int, end: int, length: np.ndarray) -> int:
+    """How many code points a row has after the per-character map (for a row too long for the usual bound)."""
+    n = 0
+    i = start
+    while i < end:
+        c, i = _k_decode_at(data, i, end)
+        n += length[c]
+    return n
+
+
+@_jit
+def _k_decode_row(data: np.ndarray, start: int, end: int, out: np.ndarray, at: int) -> int:
+    """One row's code points at `out[at:]` (room for one per byte); the offset after them."""
+    i = start
+    while i < end:
+        c, i = _k_decode_at(data, i, end)
+        out[at] = c
+        at += 1
+    return at
+
+
+@_jit
+def _grown(buffer: np.ndarray, used: int, needed: int) -> np.ndarray:
+    """`buffer`, or a larger copy of its first `used` items when it has room for fewer than `needed`. Called
+    between rows, never inside a per-character loop: a buffer that may be replaced there keeps numba from
+    holding its address in a register, which made the loop four times slower."""
+    if needed <= len(buffer):
+        return buffer
+    larger = np.empty(max(needed, 2 * len(buffer)), dtype=buffer.dtype)
+    for k in range(used):  # a loop: numba's slice assignment is far slower (see `_k_copy`)
+        larger[k] = buffer[k]
+    return larger
+
+
+@_jit
+def _k_normalize_rows(
+    data: np.ndarray,
+    starts: np.ndarray,
+    ends: np.ndarray,
+    props: np.ndarray,
+    single: np.ndarray,
+    length: np.ndarray,
+    flat_start: np.ndarray,
+    flat: np.ndarray,
+    longest_image: int,
+    leet_target: np.ndarray,
+    hard_to_python: bool,
+    leetspeak: bool,
+    separators: bool,
+    spacing: bool,
+    repeats: bool,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Every step after NFKC, fused, one row at a time from the Arrow UTF-8 buffer to the UTF-8 the matcher
+    scans: decode and the per-character map, leetspeak, separators (and leetspeak again where they joined
+    something: `w 0 r d` -> `w0rd` -> `word`), then spacing, repeats and the encoding. A row lives in two small
+    buffers that stay in the cache, and leetspeak is skipped for a row without a leet symbol.
+
+    Returns the UTF-8 (each row closed by a NUL), the offset of each row's NUL, and, when `hard_to_python`,
+    the rows holding a character NFKC may combine with its neighbours with their code points (each closed by
+    a NUL): those rows are left empty here, for Python's NFKC and a second call."""
+    n_rows = len(starts)
+    out = np.empty(len(data) + n_rows + 64, dtype=np.uint8)
+    row_ends = np.empty(n_rows, dtype=np.int64)
+    hard_rows = np.empty(n_rows if hard_to_python else 0, dtype=np.int64)
+    hard_codes = np.empty(64, dtype=np.uint32)
+    n_hard = n_hard_codes = 0
+    a = np.empty(4096, dtype=np.uint32)
+    b = np.empty(4096, dtype=np.uint32)
+    images = np.empty(64, dtype=np.uint32)
+    at = 0
+    for row in range(n_rows):
+        start, end = starts[row], ends[row]
+        out = _grown(out, at, at + 4 * (end - start) + 64)
+        streamed = _k_stream_row(
+            data,
+            start,
+            end,
+            props,
+            single,
+            length,
+            flat_start,
+            flat,
+            leet_target,
+            hard_to_python,
+            separators,
+            spacing,
+            repeats,
+            images,
+            out,
+            at,
+        )
+        if streamed >= 0:
+            at = streamed
+            out[at] = ROW_END
+            row_ends[row] = at
+            at += 1
+            continue
+        if (end - start) * longest_image > len(a):
+            a = _grown(a, 0, _k_mapped_length(data, start, end, length))
+        n, has_leet, may_join = _k_decode_map_row(
+            data, start, end, props, single, length, flat_start, flat, hard_to_python, a
+        )
+        if n < 0:
+            hard_codes = _grown(hard_codes, n_hard_codes, n_hard_codes + (end - start) + 1)
+            n_hard_codes = _k_decode_row(data, start, end, hard_codes, n_hard_codes)
+            hard_codes[n_hard_codes] = ROW_END
+            n_hard_codes += 1
+            hard_rows[n_hard] = row
+            n_hard += 1
+            n = 0  # an empty row here, filled in from the second call
+        else:
+            if leetspeak and has_leet:
+                _k_leet_row(a, n, props, leet_target)
+            if separators and may_join:
+                b = _grown(b, 0, n)
+                joined = _k_join_row(a, n, props, b)
+                if joined != n:
+                    a, b = b, a
+                    n = joined
+                    if leetspeak and has_leet:
+                        _k_leet_row(a, n, props, leet_target)
+        out = _grown(out, at, at + 4 * n + 1)
+        at = _k_finish_row(a, n, props, spacing, repeats, out, at)
+        out[at] = ROW_END
+        row_ends[row] = at
+        at += 1
+    return out[:at], row_ends, hard_rows[:n_hard], hard_codes[:n_hard_codes]
+
+
+@_jit
+def _k_copy(source: np.ndarray, first: int, size: int, target: np.ndarray, at: int) -> int:
+    """`source[first : first + size]` copied to `target[at:]`; the offset after it. A plain loop: numba's slice
+    assignment copied ten times slower than this loop, which LLVM vectorises."""
+    into, come_from = target[at : at + size], source[first : first + size]
+    for k in range(size):  # indices LLVM can prove in bounds and not negative: no check per byte
+        into[k] = come_from[k]
+    return at + size
+
+
+@_jit
+def _k_splice_rows(
+    data: np.ndarray, row_ends: np.ndarray, hard_data: np.ndarray, hard_ends: np.ndarray, hard_rows: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The batch's output with the rows of `hard_rows` (empty in `data`) taken from the second call's output."""
+    out = np.empty(len(data) + len(hard_data) - len(hard_rows), dtype=np.uint8)
+    ends = row_ends.copy()
+    at = 0
+    done = 0  # bytes of `data` copied
+    for h in range(len(hard_rows)):
+        row = hard_rows[h]
+        # The rows before this one, as they are; then the row's own bytes (its NUL included).
+        at = _k_copy(data, done, row_ends[row] - done, out, at)
+        first = 0 if h == 0 else hard_ends[h - 1] + 1
+        at = _k_copy(hard_data, first, hard_ends[h] + 1 - first, out, at)
+        done = row_ends[row] + 1
+        ends[row] = at - 1
+        shift = at - done  # for the rows up to the next one taken from the second call
+        for r in range(row + 1, hard_rows[h + 1] if h + 1 < len(hard_rows) else len(ends)):
+            ends[r] += shift
+    _k_copy(data, done, len(data) - done, out, at)
+    return out, ends
+
+
+def _normalize_compiled(values: pa.Array, steps: set[str]) -> NormalizedText:
+    """The compiled path: one fused kernel over the Arrow buffer; rows holding a character that NFKC may combine
+    with its neighbours (about 5 % of multilingual captions: Thai tone marks, combining accents) go through
+    Python's normaliser, all of a batch's in one call, and then through the kernel again."""
+    _compile_kernels()
+    raw = _raw_rows(values)
+    tables = kernel_tables(frozenset(steps))
+    mapping = tables.mapping
+    shared = (tables.props, mapping.single, mapping.length, mapping.flat_start, mapping.flat, tables.longest_image)
+    flags = ("leetspeak" in steps, "separators" in steps, "spacing" in steps, "repeats" in steps)
+    data, ends, hard_rows, hard_codes = _k_normalize_rows(
+        raw.bytes_array, raw.byte_starts, raw.byte_ends, *shared, _LEET_TARGET, "nfkc" in steps, *flags
+    )
+    if len(hard_rows):
+        # NUL never combines with a neighbour, so NFKC of the rows joined by NULs is each row's NFKC.
+        text = unicodedata.normalize("NFKC", hard_codes.tobytes().decode("utf-32-le"))
+        encoded = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
+        nul = np.flatnonzero(encoded == ROW_END)
+        first = np.zeros(len(nul), dtype=np.int64)
+        first[1:] = nul[:-1] + 1
+        hard_data, hard_ends, _, _ = _k_normalize_rows(encoded, first, nul, *shared, _LEET_TARGET, False, *flags)
+        data, ends = _k_splice_rows(data, ends, hard_data, hard_ends, hard_rows)
     starts = np.zeros(len(ends), dtype=np.int64)
     starts[1:] = ends[:-1] + 1
     return NormalizedText(memoryview(data), starts, ends)  # the matcher scans the kernel's buffer, no copy
@@ -810,13 +1182,7 @@ class TextNormalizer:
         steps = set(self.steps)
         tables = char_tables()
         if COMPILED:
-            _compile_kernels()
-            # Straight from the Arrow buffer to code points, no Python string for the batch.
-            raw = _raw_rows(values)
-            hard = nfkc_tables().hard if "nfkc" in steps else _NOTHING_HARD
-            codes, row_starts, hard_rows = _k_decode_rows(raw.bytes_array, raw.byte_starts, raw.byte_ends, hard)
-            codes = _nfkc_compiled(codes, row_starts, hard_rows)
-            return _compiled_steps(codes, steps, tables)
+            return _normalize_compiled(values, steps)  # straight from the Arrow buffer, no Python string
         text = _joined(values)
         codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
         if "nfkc" in steps:
@@ -830,7 +1196,7 @@ class TextNormalizer:
         if "separators" in steps:
             joined = _join_single_characters(codes, tables)
             if "leetspeak" in steps and len(joined) != len(codes):
-                joined = _leetspeak(joined, tables.alpha)  # `w 0 r d` -> `w0rd` -> `word`
+                joined = _leetspeak_where_joined(codes, joined, tables.alpha)  # `w 0 r d` -> `w0rd` -> `word`
             codes = joined
         if "spacing" in steps:
             codes = _spacing(codes, tables)

@@ -10,6 +10,7 @@ dropped, so only rows that really match reach Python. Evidence names the bank's 
 from __future__ import annotations
 
 from collections import defaultdict
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -254,18 +255,31 @@ def _on_word_boundaries(text: NormalizedText, rows: np.ndarray, starts: np.ndarr
       `여성의`, `고양이가`); a Latin word followed by a particle (`zorblax가`) is whole too;
     - scripts written without spaces (Han, kana, Thai, ...): no boundary, on either side of the edge;
     - a change between Hangul and another script is a boundary (`LG전자`)."""
-    tables = char_tables()
     data = text.bytes_array
     at_start, at_end = starts <= text.byte_starts[rows], ends >= text.byte_ends[rows]
-    first, last = _code_point_at(data, starts), _code_point_at(data, _lead_byte_before(data, ends))
-    before = np.where(at_start, 0, _code_point_at(data, _lead_byte_before(data, starts)))
-    after = np.where(at_end, 0, _code_point_at(data, np.minimum(ends, len(data) - 1)))
-    hangul = tables.hangul
-    ok_before = (
-        ~tables.word[before] | tables.unspaced[before] | tables.unspaced[first] | (hangul[before] != hangul[first])
-    )
-    ok_after = ~tables.word[after] | tables.unspaced[after] | tables.unspaced[last] | hangul[after] | hangul[last]
+    # One gather for the four characters around every match, and one for their facts (a batch has few matches:
+    # numpy's cost per call, not per match, is what counts).
+    n = len(starts)
+    leads = _lead_byte_before(data, np.concatenate((ends, starts)))
+    codes = _code_point_at(data, np.concatenate((starts, leads, np.minimum(ends, len(data) - 1))))
+    facts = _boundary_facts()[codes]
+    first, last, before, after = facts[:n], facts[n : 2 * n], facts[2 * n : 3 * n], facts[3 * n :]
+    before = np.where(at_start, 0, before)  # the ends of a row read as no character at all
+    after = np.where(at_end, 0, after)
+    ok_before = ((before & _WORD) == 0) | (((before | first) & _UNSPACED) != 0) | (((before ^ first) & _HANGUL) != 0)
+    ok_after = ((after & _WORD) == 0) | (((after | last) & (_UNSPACED | _HANGUL)) != 0)
     return ok_before & ok_after
+
+
+_WORD, _UNSPACED, _HANGUL = 1, 2, 4
+
+
+@cache
+def _boundary_facts() -> np.ndarray:
+    """What a word boundary asks of a code point, as bits of one byte: word character, script written without
+    spaces, Hangul."""
+    tables = char_tables()
+    return (tables.word * _WORD | tables.unspaced * _UNSPACED | tables.hangul * _HANGUL).astype(np.uint8)
 
 
 def _lead_byte_before(data: np.ndarray, positions: np.ndarray) -> np.ndarray:
