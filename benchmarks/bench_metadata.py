@@ -2,6 +2,7 @@
 
     python benchmarks/bench_metadata.py [--rows 500000] [--runs 3] [--batch-rows 4096] [--naive-rows 100000]
     python benchmarks/bench_metadata.py --profile          # cProfile of one pass of the fast path, top 25
+    python benchmarks/bench_metadata.py --per-bank         # also each bank's matcher alone
 
 The path timed is the scan's: Arrow batches (`RowBatch`, 4,096 rows) -> `Signals` -> the md5, url and url-md5
 matchers' `match` (banks imported with `BankStore.add`, matchers built by the registry). Figures are CPU time
@@ -253,6 +254,7 @@ def main() -> None:
     parser.add_argument("--batch-rows", type=int, default=4096)
     parser.add_argument("--naive-rows", type=int, default=100_000, help="rows the naive loop runs on (it is slow)")
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--per-bank", action="store_true", help="also time each bank's matcher alone")
     args = parser.parse_args()
     try:
         from safeset.signals import url_kernels
@@ -302,6 +304,12 @@ def main() -> None:
         print("|---|---:|---:|")
         print(f"| safeset (md5 + url + url-md5) | {spread(fast_rates)} | {spread(ratios, 1)}× |")
         print(f"| naive (pyarrow + urllib + hashlib + re) | {spread(naive_rates)} | 1× |")
+        if args.per_bank:
+            print("\n| bank alone (Signals + its matcher) | rows/s per core, min / median / max |")
+            print("|---|---:|")
+            for matcher in found:
+                rates = [args.rows / fast_pass(table, [matcher], args.batch_rows)[0] for _ in range(args.runs)]
+                print(f"| {matcher.info.name} ({matcher.info.kind}) | {spread(rates)} |")
 
 
 if __name__ == "__main__":
