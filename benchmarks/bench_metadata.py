@@ -110,7 +110,7 @@ def url_variant(url: str, k: int) -> str:
     return url
 
 
-def build(work: Path, rows: int, plant: int = 1000, seed: int = 7) -> dict[str, Any]:
+def build(work: Path, rows: int, plant: int = 1000, seed: int = 7, url_md5_forms: str = "") -> dict[str, Any]:
     """Data, list files and banks; returns the Arrow table and the banks' folder."""
     from safeset.banks.store import BankStore
     from safeset.signals.urls import ThreatExchangeUrl
@@ -138,7 +138,8 @@ def build(work: Path, rows: int, plant: int = 1000, seed: int = 7) -> dict[str, 
     store = BankStore(banks)
     store.add("md5", "md5", lists / "md5.txt")
     store.add("urls", "url", lists / "urls.txt")
-    store.add("url-md5", "url-md5", lists / "url-md5.txt")
+    forms = {"url_forms": tuple(url_md5_forms.split(","))} if url_md5_forms else None
+    store.add("url-md5", "url-md5", lists / "url-md5.txt", options=forms)
     return {"table": table, "banks": banks}
 
 
@@ -255,6 +256,7 @@ def main() -> None:
     parser.add_argument("--naive-rows", type=int, default=100_000, help="rows the naive loop runs on (it is slow)")
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--per-bank", action="store_true", help="also time each bank's matcher alone")
+    parser.add_argument("--url-md5-forms", default="", help="the url-md5 bank's forms (default: the kind's, all)")
     args = parser.parse_args()
     try:
         from safeset.signals import url_kernels
@@ -262,7 +264,7 @@ def main() -> None:
         url_kernels = None
 
     with tempfile.TemporaryDirectory(prefix="bench-metadata-") as tmp:
-        data = build(Path(tmp), args.rows)
+        data = build(Path(tmp), args.rows, url_md5_forms=args.url_md5_forms)
         table, banks = data["table"], data["banks"]
         found = matchers(banks)
         fast_pass(table.slice(0, 10_000), found, args.batch_rows)  # numba kernels loaded or compiled: not timed
