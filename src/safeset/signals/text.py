@@ -766,7 +766,7 @@ def _k_decode_map_row(
     flat: np.ndarray,
     hard_to_python: bool,
     out: np.ndarray,
-) -> tuple[int, bool]:
+) -> tuple[int, bool, bool]:
     """One row decoded and passed through the per-character map into `out` (room for every image): its length
     (-1 when `hard_to_python` and the row holds a character NFKC may combine with its neighbours), whether it
     holds a leet symbol, and whether the separators step may have something to join in it (a non-word

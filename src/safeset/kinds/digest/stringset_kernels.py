@@ -49,6 +49,13 @@ def _kernels() -> Any:
         return lo
 
     @jit
+    def same_bytes(x: np.ndarray, x_start: int, y: np.ndarray, y_start: int, length: int) -> bool:
+        for k in range(length):  # noqa: SIM110 (numba compiles the loop; all() of a generator it does not)
+            if x[x_start + k] != y[y_start + k]:
+                return False
+        return True
+
+    @jit
     def hash_one(data: np.ndarray, start: int, stop: int) -> np.uint64:
         # FNV-style over 8-byte little-endian words (one multiply per word, not per byte: the multiplies form the
         # dependency chain), then a 64-bit finaliser (splitmix64) so the top bits (the bitmap's) are mixed.
@@ -106,15 +113,9 @@ def _kernels() -> Any:
             while lo < m and hashes[lo] == h:  # every stored string with this hash (collisions are rare)
                 p = order[lo]
                 a, b = soffsets[p], soffsets[p + 1]
-                if b - a == stop - start:
-                    same = True
-                    for k in range(stop - start):
-                        if sdata[a + k] != qdata[start + k]:
-                            same = False
-                            break
-                    if same:
-                        out[i] = p
-                        break
+                if b - a == stop - start and same_bytes(sdata, a, qdata, start, stop - start):
+                    out[i] = p
+                    break
                 lo += 1
         return out
 
@@ -195,14 +196,7 @@ def _kernels() -> Any:
             value = value_of[p]
             a, b = soffsets[value], soffsets[value + 1]
             start, stop = qstarts[i], qends[i]
-            if b - a != stop - start:
-                continue
-            same = True
-            for k in range(stop - start):
-                if sdata[a + k] != qdata[start + k]:
-                    same = False
-                    break
-            if same:
+            if b - a == stop - start and same_bytes(sdata, a, qdata, start, stop - start):
                 out[i] = value
         return out
 
