@@ -8,6 +8,7 @@ import re
 from collections.abc import Iterator
 from html import escape
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -126,6 +127,19 @@ def test_submit_sends_hashes_to_the_service(case_store) -> None:
     assert case_store.get_case(known.id).reference == "HOTLINE:1001"
 
 
+def _click_and_wait(driver: Any, element_id: str) -> None:
+    """Click a button that submits a form and wait for the page it leads to: reading the rows right after the
+    click may read the page being left (or an empty one in between)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    leaving = driver.find_element(By.TAG_NAME, "html")
+    driver.find_element(By.ID, element_id).click()
+    WebDriverWait(driver, 20).until(expected_conditions.staleness_of(leaving))
+    WebDriverWait(driver, 20).until(lambda d: d.execute_script("return document.readyState") == "complete")
+
+
 def test_review_in_chromium(review: RunningReview, case_store, browser: Browser, tmp_path: Path) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select
@@ -136,7 +150,7 @@ def test_review_in_chromium(review: RunningReview, case_store, browser: Browser,
     driver.get(review.url)
     Select(driver.find_element(By.NAME, "state")).select_by_value("candidate")
     driver.find_element(By.NAME, "detector").send_keys("md5")
-    driver.find_element(By.ID, "apply-filters").click()
+    _click_and_wait(driver, "apply-filters")
     shown = [int(r.get_attribute("data-case")) for r in driver.find_elements(By.CSS_SELECTOR, "tr[data-case]")]
     assert shown == [c.id for c in case_store.list_cases(state=CaseState.CANDIDATE, detector="md5")]
     assert len(shown) >= 2
@@ -144,7 +158,7 @@ def test_review_in_chromium(review: RunningReview, case_store, browser: Browser,
     for case_id in picked:
         driver.find_element(By.ID, f"pick-{case_id}").click()
     driver.find_element(By.ID, "reason").send_keys("benign stand-in, reviewed")
-    driver.find_element(By.ID, "bulk-dismiss").click()
+    _click_and_wait(driver, "bulk-dismiss")
     # back on the filtered list: the dismissed cases are no longer candidates
     remaining = [int(r.get_attribute("data-case")) for r in driver.find_elements(By.CSS_SELECTOR, "tr[data-case]")]
     assert not set(picked) & set(remaining)
