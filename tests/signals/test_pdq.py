@@ -212,3 +212,18 @@ def test_letterbox_bars_are_trimmed_before_hashing(mode: str) -> None:
     assert list(result.trimmed_valid) == [False, True]
     assert distance(result.hashes[0], result.hashes[1]) > 31  # the reference hash misses the boxed copy
     assert distance(result.hashes[0], result.trimmed[1]) <= 12
+
+
+def test_bars_are_trimmed_through_the_jpeg_ringing_at_their_edge() -> None:
+    """Where a bar ends inside a JPEG block, ringing from the picture blurs the bar's last lines; the trim still
+    stops at the picture, not a few lines short of it (which moved the trimmed hash past the radius)."""
+    base = Image.open(PHOTOS / "grass.jpg").convert("RGB").resize((480, 480))
+    boxed = Image.new("RGB", (480, 853), "black")
+    boxed.paste(base, (0, 186))  # the picture's rows 186-665: neither edge on an 8-line block boundary
+    buffer = io.BytesIO()
+    boxed.save(buffer, "JPEG", quality=70)
+    luma = np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("L"))
+    box = pdq.uniform_border_box(luma)
+    assert box is not None
+    top, bottom, left, right = box
+    assert abs(top - 186) <= 1 and abs(bottom - 666) <= 1 and (left, right) == (0, 480)
