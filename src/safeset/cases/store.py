@@ -174,20 +174,18 @@ class CaseStore:
             group.add(record, facts)
         now = _now()
         # Groups known by a digest go first, so that a URL-only group of the same import finds their case.
-        ordered = sorted(groups.values(), key=lambda g: len(g.aliases()) == 1 and not any(g.hashes().values()))
+        ordered = sorted(groups.values(), key=lambda g: not any(g.hashes().values()))
+        # Each group's identities with their digests, strongest first (URLs are canonicalised once, here).
+        aliases = {g.digest: [(a, _digest(a)) for a in g.aliases()] for g in ordered}
         fresh: list[int] = []
         touched: set[int] = set()
         with self._begin() as conn:
-            owners = self._cases_by_alias(conn, [_digest(a) for g in ordered for a in g.aliases()])
+            owners = self._cases_by_alias(conn, [d for pairs in aliases.values() for _, d in pairs])
             known = self._case_hashes(conn, sorted(set(owners.values())))
             for group in ordered:
+                mine = aliases[group.digest]
                 case_id = next(
-                    (
-                        owners[_digest(alias)]
-                        for alias in group.aliases()
-                        if _digest(alias) in owners and _agree(known[owners[_digest(alias)]], group.hashes())
-                    ),
-                    None,
+                    (owners[d] for _, d in mine if d in owners and _agree(known[owners[d]], group.hashes())), None
                 )
                 if case_id is None:
                     case_id = int(
@@ -204,13 +202,13 @@ class CaseStore:
                     )
                     fresh.append(case_id)
                     known[case_id] = group.hashes_none()
-                new_aliases = [a for a in group.aliases() if _digest(a) not in owners]
+                new_aliases = [(a, d) for a, d in mine if d not in owners]
                 if new_aliases:
                     conn.execute(
                         sa.insert(schema.identities),
-                        [{"case_id": case_id, "identity": a, "digest": _digest(a)} for a in new_aliases],
+                        [{"case_id": case_id, "identity": a, "digest": d} for a, d in new_aliases],
                     )
-                    owners.update((_digest(a), case_id) for a in new_aliases)
+                    owners.update((d, case_id) for _, d in new_aliases)
                 added = self._add_rows(conn, case_id, group)
                 missing = {k: v for k, v in group.hashes().items() if v and not known[case_id].get(k)}
                 if missing:
@@ -616,13 +614,9 @@ class _Group:
 
     def aliases(self) -> list[str]:
         """Every identity the group's item is known by, strongest first; the URLs of all its rows count."""
-        names = [f"{name}:{value}" for name in ("md5", "sha256", "sha1", "pdq") if (value := getattr(self.facts, name))]
+        names = _digest_identities(self.facts)
         names += [_url_identity(o["url"]) for o in self.occurrences.values() if o["url"]]
         return list(dict.fromkeys(names)) or [self.identity]
-
-
-#: Two PDQ hashes further apart than this are different pictures (the usual match threshold).
-_PDQ_SAME = 31
 
 
 def _agree(case: dict[str, Any], group: dict[str, Any]) -> bool:
@@ -632,8 +626,10 @@ def _agree(case: dict[str, Any], group: dict[str, Any]) -> bool:
         if case.get(name) and group.get(name) and case[name] != group[name]:
             return False
     if case.get("pdq") and group.get("pdq"):
+        from safeset.kinds.pdq.index import DEFAULT_RADIUS  # the match threshold; loads numba, so only here
+
         differing = int(case["pdq"], 16) ^ int(group["pdq"], 16)
-        return differing.bit_count() <= _PDQ_SAME
+        return differing.bit_count() <= DEFAULT_RADIUS
     return True
 
 
@@ -646,11 +642,15 @@ def _url_identity(url: str) -> str:
         return f"url:{url.strip()}"
 
 
+def _digest_identities(facts: RowFacts) -> list[str]:
+    """The item's digests as identities, strongest first: image MD5, SHA-256, SHA-1, PDQ."""
+    return [f"{name}:{value}" for name in ("md5", "sha256", "sha1", "pdq") if (value := getattr(facts, name))]
+
+
 def _identity(key: str, facts: RowFacts) -> str:
-    for name in ("md5", "sha256", "sha1", "pdq"):
-        value = getattr(facts, name)
-        if value:
-            return f"{name}:{value}"
+    digests = _digest_identities(facts)
+    if digests:
+        return digests[0]
     if facts.url:
         return _url_identity(facts.url)
     return f"key:{key}"
