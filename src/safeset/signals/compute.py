@@ -93,12 +93,12 @@ class Signals:
 
     def url_forms_equal(self, first: str, second: str) -> np.ndarray | None:
         """Rows whose URL is byte-identical in both normal forms (most URLs: lower case, nothing to escape)."""
+        if {first, second} == {"te", "canonical"}:
+            forms = self.url_forms()
+            return None if forms is None else forms.same  # found by the kernel that wrote both
         a, b = self.url_form_bytes(first), self.url_form_bytes(second)
         if a is None or b is None:
             return None
-        forms = self._cache.get("url_forms")
-        if isinstance(forms, UrlForms) and {id(a), id(b)} == {id(forms.te), id(forms.canonical)}:
-            return forms.same  # found by the kernel that wrote them
         key = "url_equal:" + ":".join(sorted((first, second)))
         return self._memo(key, lambda: spans_equal(a, b))  # type: ignore[return-value]
 
