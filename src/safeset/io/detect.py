@@ -9,7 +9,14 @@ from safeset.io.base import DatasetFormat
 from safeset.io.columns import ColumnOptions
 from safeset.io.folder import ImageFolder
 from safeset.io.laion import LaionEmbeddingDataset, is_laion_layout
-from safeset.io.location import DatasetLocation, LocationSpec, list_files, remote_call, resolve_location
+from safeset.io.location import (
+    DatasetLocation,
+    LocationSpec,
+    list_files,
+    listing,
+    remote_call,
+    resolve_location,
+)
 from safeset.io.parquet import ParquetDataset
 from safeset.io.webdataset import IMAGE_EXTENSIONS, WebDatasetShards
 
@@ -55,15 +62,13 @@ def _detect_local(root: Any) -> str:
         raise InputError("cannot tell the format of this file; pass --input-format", root)
     if is_laion_layout(root):
         return LaionEmbeddingDataset.name  # metadata/ + img_emb/: LAION's embedding layout
-    try:
+    with listing(root):
         if any(root.rglob("*.tar")):
             return WebDatasetShards.name
         if any(root.rglob("*.parquet")):
             return ParquetDataset.name
         if any(p.suffix.lower().lstrip(".") in IMAGE_EXTENSIONS for p in root.rglob("*")):
             return ImageFolder.name
-    except OSError as exc:  # a sub-folder that cannot be listed: one error naming it
-        raise InputError(f"cannot be listed ({exc.strerror or exc})", exc.filename or root) from None
     raise InputError("no .tar shards, .parquet files or images found", root)
 
 

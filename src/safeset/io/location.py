@@ -20,7 +20,8 @@ import glob as local_glob
 import os
 import posixpath
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, TypeAlias
@@ -242,13 +243,20 @@ def list_files(root: Any, suffix: str | None) -> list[Any]:
     return [_with_path(root, n) for n in names]
 
 
-def local_files(root: Path, pattern: str) -> list[Path]:
-    """Files under a local folder matching `pattern`, recursively, sorted; a sub-folder that cannot be listed is
-    one error naming it (never skipped)."""
+@contextmanager
+def listing(root: Path) -> Iterator[None]:
+    """Around a walk of a local folder: a sub-folder that cannot be listed is one error naming it (never
+    skipped, never a traceback)."""
     try:
-        return sorted(p for p in root.rglob(pattern) if p.is_file())
+        yield
     except OSError as exc:
         raise InputError(f"cannot be listed ({exc.strerror or exc})", exc.filename or root) from None
+
+
+def local_files(root: Path, pattern: str) -> list[Path]:
+    """Files under a local folder matching `pattern`, recursively, sorted."""
+    with listing(root):
+        return sorted(p for p in root.rglob(pattern) if p.is_file())
 
 
 def relative_id(path: Any, root: Any) -> str:

@@ -238,8 +238,6 @@ def lookup_bytes(
     return _kernels()[1](qdata, qoffsets, qvalid, bitmap, bits, hashes, order, stored[0], stored[1])
 
 
-
-
 def digest_lookup(
     queries: np.ndarray,
     valid: np.ndarray,
