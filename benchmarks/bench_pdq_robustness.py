@@ -5,7 +5,7 @@
 The bank holds each original photo hashed with the reference pipeline (safeset `exact`, which equals Meta's
 `pdq-photo-hasher`). Each copy is hashed as a query by:
   reference    the reference pipeline, one query per image (what hash-sharing tools do today);
-  safeset      safeset fast with trimmed borders and the 8 rotations/flips (the scan's default);
+  safeset      safeset fast with trimmed borders, the 8 rotations/flips and the 512-px canvas (the scan's default);
   robust       safeset with `--pdq-robust`: also the re-padded frames of signals/pdq_variants.py, and the flips
                from mirrored pixels.
 A copy is found when some query is within the radius of its own original.
@@ -33,6 +33,7 @@ import io
 import os
 import platform
 import time
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -45,7 +46,8 @@ from PIL import Image, ImageDraw, ImageEnhance, ImageOps
 from common_photos import jpeg_bytes, load_rgb, photo_paths, web_sized
 from safeset.kinds.pdq.matcher import query_variants
 from safeset.signals import pdq
-from safeset.signals.pdq_variants import ROBUST_REFRAMES
+from safeset.signals.pdq import Reframe
+from safeset.signals.pdq_variants import ROBUST_REFRAMES, UPSCALED
 
 RADIUS = 31
 FRAGILE_BITS = 20
@@ -63,9 +65,31 @@ def crop(top: float, bottom: float | None = None, left: float | None = None, rig
     def edit(im: Image.Image) -> Image.Image:
         top_cut, bottom_cut, left_cut, right_cut = sides
         w, h = im.size
+        CUTS[id(edit)] = sides  # what the oracle re-pad undoes
         return im.crop((round(w * left_cut), round(h * top_cut), w - round(w * right_cut), h - round(h * bottom_cut)))
 
     return edit
+
+
+# The sides (top, bottom, left, right) the most recent call of each crop edit cut: the oracle bound reads them.
+CUTS: dict[int, tuple[float, float, float, float]] = {}
+
+
+def last_cut() -> tuple[float, float, float, float] | None:
+    """The sides cut by the crop edit that ran last (None if no crop ran since the last call)."""
+    if not CUTS:
+        return None
+    sides = CUTS.popitem()[1]
+    CUTS.clear()
+    return sides
+
+
+def oracle_repad(sides: tuple[float, float, float, float]) -> Reframe:
+    """The re-framing that puts every pixel of a copy cut by `sides` back where its original had it: the best
+    alignment any re-pad search could find, with the lost band mirrored as the robust re-pads do."""
+    top, bottom, left, right = sides
+    rows, cols = 1 - top - bottom, 1 - left - right
+    return Reframe("oracle re-pad", top / rows, bottom / rows, left / cols, right / cols)
 
 
 def random_crop(seed: int) -> Edit:
@@ -73,7 +97,7 @@ def random_crop(seed: int) -> Edit:
     cache: dict[int, Edit] = {}
 
     def edit(im: Image.Image) -> Image.Image:
-        key = hash(im.tobytes()[:4096]) ^ seed
+        key = zlib.crc32(im.tobytes()[:4096]) ^ seed  # stable across runs (str/bytes hash() is salted)
         if key not in cache:
             cache[key] = crop(*np.random.default_rng(abs(key) % 2**32).uniform(0.01, 0.10, 4))
         return cache[key](im)
@@ -96,10 +120,15 @@ def border(f: float, colour: str = "white") -> Edit:
     return lambda im: ImageOps.expand(im, border=max(2, round(min(im.size) * f)), fill=colour)
 
 
+# The share of the height the last caption band covered (bottom), for the oracle fill.
+BANDS: dict[int, float] = {}
+
+
 def caption(im: Image.Image) -> Image.Image:
     out = im.copy()
     draw = ImageDraw.Draw(out)
     band = max(12, im.height // 8)
+    BANDS[id(caption)] = band / im.height  # what the oracle fill knows
     draw.rectangle((0, im.height - band, im.width, im.height), fill="black")
     draw.text((8, im.height - band + 2), "www.example.com  SHARE  LIKE  meme text overlay", fill="white")
     return out
@@ -166,8 +195,10 @@ GROUPS = {
 }
 CONFIGS = {
     "reference": dict(mode="exact"),
-    "safeset": dict(mode="fast", dihedral=True, unletterbox=True),
-    "robust": dict(mode="fast", dihedral=True, unletterbox=True, reframes=ROBUST_REFRAMES, pixel_flips=True),
+    "safeset": dict(mode="fast", dihedral=True, unletterbox=True, reframes=(UPSCALED,)),
+    "robust": dict(
+        mode="fast", dihedral=True, unletterbox=True, reframes=(UPSCALED, *ROBUST_REFRAMES), pixel_flips=True
+    ),
 }
 
 
@@ -180,9 +211,11 @@ def queries_of(blobs: list[bytes], config: dict) -> tuple[np.ndarray, np.ndarray
     return queries, owners, names, time.process_time() - start
 
 
-def closest_other(queries: np.ndarray, owner_photo: np.ndarray, bank: np.ndarray, bank_photo: np.ndarray) -> tuple:
-    """(pairs within RADIUS, closest distance) over query x bank pairs from different photos, by photo."""
-    within, closest = 0, 256
+def closest_other(
+    queries: np.ndarray, owner_photo: np.ndarray, bank: np.ndarray, bank_photo: np.ndarray, radii: list[int]
+) -> tuple[dict[int, int], int]:
+    """({radius: query x bank pairs within it}, closest distance) over pairs from different photos, by photo."""
+    within, closest = dict.fromkeys(radii, 0), 256
     for photo in np.unique(bank_photo):
         index = faiss.IndexBinaryFlat(256)
         index.add(np.ascontiguousarray(bank[bank_photo != photo]))
@@ -191,9 +224,55 @@ def closest_other(queries: np.ndarray, owner_photo: np.ndarray, bank: np.ndarray
             continue
         distances, _ = index.search(mine, 1)
         closest = min(closest, int(distances.min()))
-        lims, _, _ = index.range_search(mine, RADIUS + 1)
-        within += int(lims[-1])
+        _, found, _ = index.range_search(mine, max(radii) + 1)
+        for radius in radii:
+            within[radius] += int((found <= radius).sum())
     return within, closest
+
+
+def band_filled(blob: bytes, band: float) -> list[bytes]:
+    """The copy with its bottom `band` share of rows filled two ways: mirrored from the rows above, and the
+    picture's mean colour (PNG, so no re-encoding adds to the distance)."""
+    rgb = np.asarray(Image.open(io.BytesIO(blob)).convert("RGB")).copy()
+    rows = max(1, round(band * rgb.shape[0]))
+    above = rgb[: rgb.shape[0] - rows]
+    out = []
+    for fill in (
+        above[::-1][:rows],
+        np.broadcast_to(above.reshape(-1, 3).mean(axis=0).astype(np.uint8), rgb[-rows:].shape),
+    ):
+        filled = rgb.copy()
+        filled[-rows:][: len(fill)] = fill
+        buffer = io.BytesIO()
+        Image.fromarray(filled).save(buffer, "PNG")
+        out.append(buffer.getvalue())
+    return out
+
+
+def oracle_bounds(copies: list, bank: np.ndarray, robust_best: np.ndarray, radii: list[int]) -> None:
+    """Upper bounds for query-side fixes: crops re-padded with the exact sides that were cut, and caption bands
+    filled (mirror or mean colour) knowing exactly where the band is. Prints one row per edit kind."""
+    rows: dict[str, list[tuple[int, int]]] = {}
+    for k, (_, photo, blob, cut, band) in enumerate(copies):
+        if cut is not None:
+            frame = oracle_repad(cut)
+            hashes = pdq.hash_images([blob], "fast", reframes=(frame,))
+            oracle = int(pdq.popcount_distance(hashes.reframed[0, 0], bank[photo]))
+        elif band is not None:
+            oracle = int(
+                pdq.popcount_distance(pdq.hash_images(band_filled(blob, band), "fast").hashes, bank[photo]).min()
+            )
+        else:
+            continue
+        kind = "crops (oracle re-pad)" if cut is not None else "caption bands (oracle fill)"
+        rows.setdefault(kind, []).append((oracle, int(robust_best[k])))
+    print("\n| oracle bound | copies | " + " | ".join(f"oracle <= {r} | robust or oracle <= {r}" for r in radii) + " |")
+    print("|---|---|" + "---|---|" * len(radii))
+    for kind, pairs in rows.items():
+        oracle = np.array([p[0] for p in pairs])
+        either = np.minimum(oracle, [p[1] for p in pairs])
+        cells = " | ".join(f"{(oracle <= r).mean():.1%} | {(either <= r).mean():.1%}" for r in radii)
+        print(f"| {kind} | {len(pairs)} | {cells} |")
 
 
 def fragile_windows(full: list[Image.Image], names: list[str], wanted: int, side: int) -> tuple[list, list, list]:
@@ -223,6 +302,8 @@ def main() -> None:
     parser.add_argument("--side", type=int, default=480, help="long side of the originals, as on the web")
     parser.add_argument("--windows", type=int, default=250, help="random windows per photo for false matches")
     parser.add_argument("--fragile", type=int, default=0, help="originals: this many fragile windows of the photos")
+    parser.add_argument("--radii", type=int, nargs="*", default=[], help="also report found and false at these radii")
+    parser.add_argument("--oracle", action="store_true", help="also the oracle bounds for crops and caption bands")
     args = parser.parse_args()
     faiss.omp_set_num_threads(1)
     paths = photo_paths(args.photos)
@@ -240,16 +321,20 @@ def main() -> None:
     reencoded = pdq.hash_images([jpeg_bytes(Image.open(io.BytesIO(b)).convert("RGB"), 75) for b in bank_blobs], "exact")
     moves = pdq.popcount_distance(reencoded.hashes, bank)
     fragile = moves > FRAGILE_BITS
-    copies: list[tuple[str, int, bytes]] = []
+    copies: list[tuple[str, int, bytes, tuple | None, float | None]] = []  # name, original, bytes, crop, band
     for name, edit in EDITS.items():
         for i, im in enumerate(originals):
-            copies.append((name, i, jpeg_bytes(edit(im), 85)))
+            BANDS.clear()
+            blob = jpeg_bytes(edit(im), 85)
+            copies.append((name, i, blob, last_cut(), BANDS.get(id(caption))))
+    radii = sorted({RADIUS, *args.radii})
     blobs = [c[2] for c in copies]
     owner_photo = np.array([c[1] for c in copies])
     names = np.array([c[0] for c in copies])
     found: dict[str, np.ndarray] = {}
+    best: dict[str, np.ndarray] = {}  # per copy: the closest query to its own original (bits)
     variant_found: dict[str, dict[str, int]] = {}
-    copy_false: dict[str, int] = {}
+    copy_false: dict[str, dict[int, int]] = {}
     cpu: dict[str, float] = {}
     per_config_queries: dict[str, int] = {}
     for label, config in CONFIGS.items():
@@ -258,15 +343,16 @@ def main() -> None:
         per_config_queries[label] = len(queries)
         dist = pdq.popcount_distance(queries[:, None, :], bank[None, :, :])  # (queries, originals)
         hit = dist <= RADIUS
-        per_copy = np.zeros((len(copies), n), dtype=bool)
-        np.logical_or.at(per_copy, owners, hit)
-        found[label] = per_copy[np.arange(len(copies)), owner_photo]
+        per_copy = np.full((len(copies), n), 256)
+        np.minimum.at(per_copy, owners, dist)
+        best[label] = per_copy[np.arange(len(copies)), owner_photo]
+        found[label] = best[label] <= RADIUS
         own_hit = hit[np.arange(len(queries)), owner_photo[owners]]
         variant_found[label] = {}
         for q in np.flatnonzero(own_hit):
             variant_found[label][variant_names[q]] = variant_found[label].get(variant_names[q], 0) + 1
-        per_copy[parents[owner_photo][:, None] == parents[None, :]] = False  # its own photo (or window of it)
-        copy_false[label] = int(per_copy.sum())
+        per_copy[parents[owner_photo][:, None] == parents[None, :]] = 256  # its own photo (or window of it)
+        copy_false[label] = {radius: int((per_copy <= radius).sum()) for radius in radii}
     # Distinct pictures: windows of each photo.
     rng = np.random.default_rng(12)
     window_blobs, window_photo = [], []
@@ -280,10 +366,10 @@ def main() -> None:
     window_photo_arr = np.array(window_photo)
     window_bank = pdq.hash_images(window_blobs, "exact").hashes
     image_pairs = sum(int((window_photo_arr != p).sum()) * int((window_photo_arr == p).sum()) for p in range(n))
-    false_rows = {label: (0, 256, 0) for label in CONFIGS}
+    false_rows = {label: (dict.fromkeys(radii, 0), 256, 0) for label in CONFIGS}
     for label, config in CONFIGS.items() if window_blobs else ():
         queries, owners, _, _ = queries_of(window_blobs, config)
-        within, closest = closest_other(queries, window_photo_arr[owners], window_bank, window_photo_arr)
+        within, closest = closest_other(queries, window_photo_arr[owners], window_bank, window_photo_arr, radii)
         false_rows[label] = (within, closest, len(queries))
 
     print(
@@ -322,13 +408,13 @@ def main() -> None:
             )
     print(
         f"| copies vs other originals ({len(copies) * (n - 1):,} pairs): false matches | "
-        + " | ".join(str(copy_false[label]) for label in labels)
+        + " | ".join(str(copy_false[label][RADIUS]) for label in labels)
         + " |"
     )
     if window_blobs:
         print(
             f"| distinct windows ({len(window_blobs):,} images, {image_pairs:,} image pairs): false matches | "
-            + " | ".join(str(false_rows[label][0]) for label in labels)
+            + " | ".join(str(false_rows[label][0][RADIUS]) for label in labels)
             + " |"
         )
         print(
@@ -350,6 +436,33 @@ def main() -> None:
         "\nvariants that found copies (robust): "
         + ", ".join(f"{k} {v}" for k, v in sorted(variant_found["robust"].items(), key=lambda kv: -kv[1]))
     )
+    if len(radii) > 1:
+        print_radius_sweep(radii, names, solid, best, copy_false, false_rows)
+    if args.oracle:
+        oracle_bounds(copies, bank, best["robust"], radii)
+
+
+def print_radius_sweep(
+    radii: list[int], names: np.ndarray, solid: np.ndarray, best: dict, copy_false: dict, false_rows: dict
+) -> None:
+    """Found and false matches at each radius: what a larger radius would buy, and what it would cost."""
+    print(
+        "\n| radius | config | "
+        + " | ".join(GROUPS)
+        + " | false: copies vs other originals | false: distinct windows |"
+    )
+    print("|---|---|" + "---|" * (len(GROUPS) + 2))
+    for radius in radii:
+        for label in CONFIGS:
+            shares = []
+            for member in GROUPS.values():
+                mask = np.array([member(str(x)) for x in names]) & solid
+                shares.append(f"{(best[label][mask] <= radius).mean():.1%}")
+            print(
+                f"| {radius} | {label} | "
+                + " | ".join(shares)
+                + f" | {copy_false[label][radius]} | {false_rows[label][0][radius]} |"
+            )
 
 
 if __name__ == "__main__":

@@ -11,7 +11,9 @@ from typer.testing import CliRunner
 from safeset.banks.store import BankStore
 from safeset.cli.main import app
 from safeset.demo import PHOTOS, DemoRow, write_webdataset
+from safeset.kinds.pdq.matcher import query_variants
 from safeset.signals import pdq
+from safeset.signals.pdq_variants import UPSCALED
 from tests.conftest import write_list
 from tests.helpers import findings, scan
 
@@ -81,3 +83,39 @@ def test_hash_command_on_several_processes_keeps_order_and_errors(tmp_path: Path
     assert one.stdout == many.stdout and len(one.stdout.splitlines()) == 149
     assert [line.split("\t")[0] for line in many.stdout.splitlines()] == paths[:70] + paths[71:]
     assert "070.jpg: not a recognised image format" in many.stderr
+
+
+def test_pictures_the_canvas_would_not_enlarge_get_no_upscaled_query() -> None:
+    with Image.open(PHOTOS / "coffee.jpg") as image:
+        rgb = image.convert("RGB")
+    sizes = [(600, 400), (512, 512), (300, 512), (64, 48)]
+    result = pdq.hash_images([_jpeg(rgb.resize(size), 90) for size in sizes], "fast", reframes=(UPSCALED,))
+    _, owners, names = query_variants(result)
+    assert sorted(owners[[name == UPSCALED.name for name in names]].tolist()) == [2, 3]
+
+
+def _downscaled(name: str, factor: float) -> bytes:
+    with Image.open(PHOTOS / f"{name}.jpg") as image:
+        rgb = image.convert("RGB")
+    original = rgb.resize((480, round(480 * rgb.height / rgb.width)), Image.LANCZOS)
+    return _jpeg(original.resize((round(480 * factor), round(original.height * factor)), Image.LANCZOS), 85)
+
+
+def test_downscaled_textures_are_found_on_the_512_canvas_by_default(tmp_path: Path) -> None:
+    """Bank: the 480-px originals of two fine textures. Shard: their downscaled copies, and a photo not in the bank."""
+    originals = []
+    for name in ("brick", "grass"):
+        with Image.open(PHOTOS / f"{name}.jpg") as image:
+            rgb = image.convert("RGB")
+        originals.append(_jpeg(rgb.resize((480, round(480 * rgb.height / rgb.width)), Image.LANCZOS), 90))
+    bank = [pdq.hash_images([blob], "exact").hex(0) for blob in originals]
+    BankStore(tmp_path / "banks").add("known", "pdq", write_list(tmp_path / "known.txt", bank))
+    copies = {"b050": ("brick", 0.5), "b075": ("brick", 0.75), "g025": ("grass", 0.25), "x050": ("gravel", 0.5)}
+    rows = [DemoRow(key, f"https://example.org/{key}.jpg", key, _downscaled(*made)) for key, made in copies.items()]
+    write_webdataset(tmp_path / "ds", [rows])
+    scan(tmp_path / "ds", tmp_path / "banks", tmp_path / "off", policy={"pdq": {"upscale": False}})
+    scan(tmp_path / "ds", tmp_path / "banks", tmp_path / "on")
+    assert not findings(tmp_path / "off")  # measured: 38-52 bits from their originals without the canvas
+    found = {f["key"]: f["evidence"] for f in findings(tmp_path / "on")}
+    assert set(found) == {"b050", "b075", "g025"}
+    assert all("(upscaled 512, " in evidence for evidence in found.values())

@@ -56,6 +56,7 @@ FLAG_SETTINGS: dict[str, str] = {
     "pdq_mode": "pdq.mode",
     "pdq_dihedral": "pdq.dihedral",
     "pdq_unletterbox": "pdq.unletterbox",
+    "pdq_upscale": "pdq.upscale",
     "pdq_robust": "pdq.robust",
     "duplicate_pdq": "duplicate.pdq",
     "duplicate_action": "duplicate.action",
@@ -206,6 +207,12 @@ def scan(
     ] = True,
     pdq_unletterbox: Annotated[
         bool, typer.Option("--pdq-unletterbox/--no-pdq-unletterbox", help="Also query with uniform borders trimmed.")
+    ] = True,
+    pdq_upscale: Annotated[
+        bool,
+        typer.Option(
+            "--pdq-upscale/--no-pdq-upscale", help="Also query pictures of up to 512 px as if enlarged to 512x512."
+        ),
     ] = True,
     pdq_robust: Annotated[
         bool,

@@ -59,12 +59,19 @@ _DCT64 = _DCT.astype(np.float64)
 @dataclass(frozen=True)
 class Reframe:
     """A query-side re-framing of the picture: each side grown (positive fraction, the new margin filled by
-    mirroring the picture at its edge) or cut (negative fraction) by that fraction of its length.
+    mirroring the picture at its edge) or cut (negative fraction) by that fraction of its length; or, with
+    `canvas`, the picture hashed as if linearly resized to canvas x canvas pixels.
 
     A copy cropped by c per side is, to PDQ's low frequencies, its original with the outer band lost: growing it
     back by c/(1-2c) per side puts every remaining pixel where the original had it, so the DCT's basis functions
     line up again; the mirrored margin stands in for the lost band. Computed from the decoded pixels already in
     memory (a different weight band per side), so a variant costs a blur-and-decimate, not a decode.
+
+    A downscaled copy differs from its original in the blur: the reference's box window is about side / 128
+    pixels, so a 480-px original is blurred over 4 pixels and a 120-px copy not at all, and fine textures then
+    alias differently. The reference resizes any original larger than 512 px to 512 x 512 first; hashing a smaller
+    copy on that canvas (`canvas=512`, the copy linearly interpolated) blurs it as the original was blurred. Only
+    pictures with both sides at most `canvas` get this variant (larger ones are already hashed on that canvas).
     """
 
     name: str
@@ -72,6 +79,15 @@ class Reframe:
     bottom: float = 0.0
     left: float = 0.0
     right: float = 0.0
+    canvas: int = 0
+
+    def __post_init__(self) -> None:
+        if self.canvas and (self.top or self.bottom or self.left or self.right):
+            raise ValueError(f"re-framing {self.name!r}: a canvas and grown or cut sides do not combine")
+
+    def applies(self, rows: int, cols: int) -> bool:
+        """Whether this re-framing changes a picture of this canonical size (a canvas only enlarges)."""
+        return not self.canvas or (max(rows, cols) <= self.canvas and min(rows, cols) < self.canvas)
 
 
 @dataclass
@@ -90,6 +106,7 @@ class PdqHashes:
     pixel_flips: bool = False  # dihedral variants from mirrored pixels (see hash_images)
     reframes: tuple[Reframe, ...] = ()
     reframed: np.ndarray | None = None  # (n, len(reframes), 32): one hash per re-framing, in that order
+    reframed_valid: np.ndarray | None = None  # (n, len(reframes)) bool: the re-framing applied to that image
     reframed_dct: np.ndarray | None = None  # (n, len(reframes), 16, 16)
 
     def __len__(self) -> int:
@@ -364,17 +381,35 @@ def _mirror_index(length: int, before: int, after: int) -> np.ndarray:
     return np.where(folded < length, folded, period - 1 - folded)
 
 
+def linear_resize_matrix(n: int, size: int) -> np.ndarray:
+    """(size, n) weights of a linear-interpolation resize of n pixels to `size` (pixel centres aligned, edge
+    pixels repeated): what Pillow's bilinear filter does when enlarging."""
+    centres = np.clip((np.arange(size) + 0.5) * n / size - 0.5, 0, n - 1)
+    low = np.floor(centres).astype(np.int64)
+    high = np.minimum(low + 1, n - 1)
+    share = centres - low
+    matrix = np.zeros((size, n))
+    np.add.at(matrix, (np.arange(size), low), 1 - share)
+    np.add.at(matrix, (np.arange(size), high), share)
+    return matrix
+
+
 @lru_cache(maxsize=4096)
-def canonical_bands(n: int, other: int, scale: int, before: float = 0.0, after: float = 0.0) -> tuple[np.ndarray, ...]:
+def canonical_bands(
+    n: int, other: int, scale: int, before: float = 0.0, after: float = 0.0, canvas: int = 0
+) -> tuple[np.ndarray, ...]:
     """Bands (see pdq_kernels.bands) of the 64 outputs along a side of n canonical pixels decoded at 1/scale.
 
     Without re-framing, the canonical image is what `exact` hashes (n pixels, or 512 after the reference tool's
     nearest-neighbour resize); each reduced pixel stands for a block of `scale` canonical pixels and takes the sum
     of their weights. With re-framing (fractions `before`/`after`), the canonical side is the grown or cut one,
-    mapped back onto the n pixels by mirroring.
+    mapped back onto the n pixels by mirroring; with a `canvas`, it is `canvas` pixels linearly interpolated from
+    the n (see `Reframe`).
     """
     grow_before, grow_after = round(before * n), round(after * n)
-    if grow_before == 0 and grow_after == 0:
+    if canvas:
+        full = blur_decimate_weights(canvas) @ linear_resize_matrix(n, canvas)
+    elif grow_before == 0 and grow_after == 0:
         index = reference_resize_index(n, other)
         if index is None:
             full = blur_decimate_weights(n)
@@ -425,8 +460,9 @@ class _Pixels:
     def block(self, out: np.ndarray, frame: Reframe | None = None) -> None:
         """Write the 64x64 block of this grid (optionally re-framed) into out."""
         top, bottom, left, right = (0.0,) * 4 if frame is None else (frame.top, frame.bottom, frame.left, frame.right)
-        row_start, row_weights = canonical_bands(self.rows, self.cols, self.scale, top, bottom)
-        col_start, col_weights = canonical_bands(self.cols, self.rows, self.scale, left, right)
+        canvas = 0 if frame is None else frame.canvas
+        row_start, row_weights = canonical_bands(self.rows, self.cols, self.scale, top, bottom, canvas)
+        col_start, col_weights = canonical_bands(self.cols, self.rows, self.scale, left, right, canvas)
         kernel = pdq_kernels.decimate_rgb if self.values.ndim == 3 else pdq_kernels.decimate_gray
         kernel(self.values, row_start, row_weights, col_start, col_weights, out)
 
@@ -638,6 +674,7 @@ def hash_images(
     trim_blocks = np.zeros((n, 64, 64)) if unletterbox else None
     trimmed_valid = np.zeros(n, dtype=bool)
     frame_blocks = np.zeros((n, len(reframes), 64, 64)) if reframes else None
+    frame_valid = np.zeros((n, len(reframes)), dtype=bool)
     flips = dihedral and pixel_flips
     flip_dcts = np.zeros((n, 2, 2, 16, 16)) if flips else None
     trim_flip_dcts = np.zeros((n, 2, 2, 16, 16)) if flips and unletterbox else None
@@ -676,7 +713,9 @@ def hash_images(
                     trim_flip_dcts[i] = dct_16(four)
             if frame_blocks is not None:
                 for f, frame in enumerate(reframes):
-                    pixels.block(frame_blocks[i, f], frame)
+                    if frame.applies(pixels.rows, pixels.cols):
+                        pixels.block(frame_blocks[i, f], frame)
+                        frame_valid[i, f] = True
             valid[i] = True
         except (ValueError, FloatingPointError) as exc:  # degenerate pixels (say, NaN from an odd mode)
             errors[i] = f"unhashable image: {exc}"
@@ -715,7 +754,9 @@ def hash_images(
         out.reframes = tuple(reframes)
         out.reframed = bits_from_dct(frame_dct)
         out.reframed_dct = frame_dct
-        out.reframed[~valid] = 0
+        frame_valid &= valid[:, None]
+        out.reframed[~frame_valid] = 0
+        out.reframed_valid = frame_valid
     return out
 
 

@@ -12,9 +12,13 @@ are not used. Margin-aware distances (ignoring the 64 bits nearest the median) f
 
 from __future__ import annotations
 
-from safeset.signals.pdq import Reframe
+from safeset.signals.pdq import REFERENCE_RESIZE, Reframe
 
 #: Per-side pads (fraction of the copy's side): they undo symmetric crops of about 2, 4, 6.5 and 9 % per side.
 ROBUST_PADS: tuple[float, ...] = (0.02, 0.045, 0.075, 0.11)
+
+#: Pictures of at most 512 px hashed on the 512 x 512 canvas the reference hashes larger originals on: undoes the
+#: blur a downscale changed (see `Reframe`). A scan default (`PdqOptions.upscale`), not only a robust variant.
+UPSCALED = Reframe("upscaled 512", canvas=REFERENCE_RESIZE)
 
 ROBUST_REFRAMES: tuple[Reframe, ...] = tuple(Reframe(f"repad {pad:.1%}", pad, pad, pad, pad) for pad in ROBUST_PADS)

@@ -2,7 +2,8 @@
 
 Banks come from hotlines that hashed with the reference, so only the query side can be made robust: each
 image is queried as decoded, and optionally also with uniform borders trimmed (letterboxed copies), as
-its 8 rotations/flips (computed from the same DCT, no second decode) and, with `robust`, re-padded to the frame
+its 8 rotations/flips (computed from the same DCT, no second decode), on the 512-px canvas the reference hashes
+large originals on (downscaled copies, `upscale`) and, with `robust`, re-padded to the frame
 a cropped copy was cut from (`signals/pdq_variants.py`), with the flips taken from the mirrored pixels rather
 than the DCT's signs (fine textures); all from the same decoded pixels. Evidence names the bank hash, the
 distance and which query variant matched (`repad 4.5%` for a re-padded one).
@@ -24,7 +25,7 @@ from safeset.kinds.pdq.index import MultiIndexHash
 from safeset.kinds.pdq.options import PdqOptions
 from safeset.signals import pdq
 from safeset.signals.compute import Signals
-from safeset.signals.pdq_variants import ROBUST_REFRAMES
+from safeset.signals.pdq_variants import ROBUST_REFRAMES, UPSCALED
 from safeset.signals.rows import register_row_signal
 
 #: Below this quality a query hash comes from a flat or tiny image and is not used to propagate findings.
@@ -49,7 +50,8 @@ def query_variants(hashes: pdq.PdqHashes) -> tuple[np.ndarray, np.ndarray, list[
             parts.append((hashes.trimmed[trimmed_rows], trimmed_rows, "trimmed original"))
     if hashes.reframed is not None:
         for f, frame in enumerate(hashes.reframes):
-            parts.append((hashes.reframed[rows, f], rows, frame.name))
+            framed_rows = rows if hashes.reframed_valid is None else rows[hashes.reframed_valid[rows, f]]
+            parts.append((hashes.reframed[framed_rows, f], framed_rows, frame.name))
     queries = np.concatenate([p[0] for p in parts]) if parts else np.zeros((0, 32), np.uint8)
     owners = np.concatenate([p[1] for p in parts]) if parts else np.zeros(0, np.int64)
     names = [p[2] for p in parts for _ in range(len(p[1]))]
@@ -78,7 +80,7 @@ class PdqMatcher(Matcher):
         hashes = signals.pdq(
             dihedral=self.options.dihedral,
             unletterbox=self.options.unletterbox,
-            reframes=ROBUST_REFRAMES if self.options.robust else (),
+            reframes=(UPSCALED,) * self.options.upscale + ROBUST_REFRAMES * self.options.robust,
             pixel_flips=self.options.robust,
         )
         if hashes is None:

@@ -16,6 +16,7 @@ class PdqOptions:
     mode: str = DEFAULT_MODE  # pixel pipeline: "fast" or "exact" (the reference tool's)
     dihedral: bool = True  # also query the 8 rotations/flips
     unletterbox: bool = True  # also query with uniform borders trimmed
+    upscale: bool = True  # also query pictures of <= 512 px on the 512 canvas (downscaled copies), see Reframe
     robust: bool = False  # also query re-padded frames (cropped copies), see signals/pdq_variants.py
 
     def __post_init__(self) -> None:
