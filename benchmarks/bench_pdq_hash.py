@@ -11,6 +11,11 @@ prints both):
   decode fast   the same at the scale `fast` uses (short side >= 256 px, below which the hash moves).
   peer          what python-threatexchange does: Pillow decodes, converts to RGB, pdqhash (Meta's C++ core).
   exact, fast   safeset.signals.pdq.hash_images on the batch.
+
+    OPENBLAS_NUM_THREADS=1 python benchmarks/bench_pdq_hash.py --scan-queries --sides 160 320 480 1024
+
+times instead the scan's default query hashing (`fast` with the 8 flips and trimmed borders) without and with the
+512-px canvas variant (`--pdq-upscale`), which pictures of at most 512 px get.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from PIL import Image
 
 from common_photos import jpeg_bytes, load_rgb, photo_paths, web_sized
 from safeset.signals import pdq
+from safeset.signals.pdq_variants import UPSCALED
 
 Pipeline = Callable[[list[bytes]], np.ndarray | None]
 
@@ -82,6 +88,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--sides", type=int, nargs="+", default=[320, 480, 1024])
     parser.add_argument("--copies", type=int, default=8, help="JPEG qualities per photo (70..91)")
+    parser.add_argument(
+        "--scan-queries",
+        action="store_true",
+        help="instead: the scan's query hashing (flips, trimmed borders) without and with the 512-px canvas",
+    )
     args = parser.parse_args()
     photos = [load_rgb(p) for p in photo_paths()]
     print(
@@ -98,6 +109,9 @@ def main() -> None:
         " | exact / peer | exact = peer bits | fast vs exact: mean / max bits |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    if args.scan_queries:
+        scan_queries(photos, args)
+        return
     pipelines: dict[str, Pipeline] = {
         "decode64": pillow_decode(64),
         "decodefast": pillow_decode(pdq.FAST_MIN_SIDE),
@@ -124,6 +138,32 @@ def main() -> None:
             f" | {median['exact']:.0f} | {median['fast']:.0f} | {ratio(rates, 'fast', 'decode64')}"
             f" | {ratio(rates, 'fast', 'peer')}"
             f" | {ratio(rates, 'exact', 'peer')} | {same.mean():.0%} | {gap.mean():.2f} / {gap.max()} |"
+        )
+
+
+def scan_queries(photos: list, args: argparse.Namespace) -> None:
+    """What the scan's default query variants cost to hash, without and with the 512-px canvas (`upscale`)."""
+    variants = {
+        "flips + trim": {},
+        "flips + trim + canvas": {"reframes": (UPSCALED,)},
+    }
+    print("| long side | images | " + " | ".join(variants) + " | with canvas / without |")
+    print("|---|---|" + "---|" * (len(variants) + 1))
+    for side in args.sides:
+        blobs = [jpeg_bytes(web_sized(p, side), 70 + 3 * k) for p in photos for k in range(args.copies)]
+        for extra in variants.values():
+            pdq.hash_images(blobs[:2], "fast", dihedral=True, unletterbox=True, **extra)  # compile / load kernels
+        rates: dict[str, list[float]] = {name: [] for name in variants}
+        for _ in range(args.rounds):
+            for name, extra in variants.items():
+                start = time.process_time()
+                pdq.hash_images(blobs, "fast", dihedral=True, unletterbox=True, **extra)
+                rates[name].append(len(blobs) / max(time.process_time() - start, 1e-9))
+        names = list(variants)
+        print(
+            f"| {side} | {len(blobs)} | "
+            + " | ".join(f"{statistics.median(rates[name]):.0f}" for name in names)
+            + f" | {ratio(rates, names[1], names[0])} |"
         )
 
 

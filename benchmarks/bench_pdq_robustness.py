@@ -6,9 +6,11 @@ The bank holds each original photo hashed with the reference pipeline (safeset `
 `pdq-photo-hasher`). Each copy is hashed as a query by:
   reference    the reference pipeline, one query per image (what hash-sharing tools do today);
   safeset      safeset fast with trimmed borders, the 8 rotations/flips and the 512-px canvas (the scan's default);
-  robust       safeset with `--pdq-robust`: also the re-padded frames of signals/pdq_variants.py, and the flips
-               from mirrored pixels.
-A copy is found when some query is within the radius of its own original.
+  robust       safeset with `--pdq-robust`: also the re-padded frames of signals/pdq_variants.py, the flips
+               from mirrored pixels, and the 512-px canvas's flips.
+A copy is found when some query is within the radius of its own original. `--radii` adds the same shares and
+false matches at larger radii (what a larger radius buys and costs); `--oracle` adds upper bounds for crops
+(re-padded by exactly the sides that were cut) and caption bands (filled knowing exactly where the band is).
 
 False matches are measured on many distinct pictures: `--windows` random windows of each photo (40-90 % of each
 side at a random offset, scaled to a 400-px long side, JPEG q85). Windows of the same photo overlap, so only
@@ -47,7 +49,7 @@ from common_photos import jpeg_bytes, load_rgb, photo_paths, web_sized
 from safeset.kinds.pdq.matcher import query_variants
 from safeset.signals import pdq
 from safeset.signals.pdq import Reframe
-from safeset.signals.pdq_variants import ROBUST_REFRAMES, UPSCALED
+from safeset.signals.pdq_variants import ROBUST_REFRAMES, UPSCALED, UPSCALED_FLIPS
 
 RADIUS = 31
 FRAGILE_BITS = 20
@@ -197,7 +199,7 @@ CONFIGS = {
     "reference": dict(mode="exact"),
     "safeset": dict(mode="fast", dihedral=True, unletterbox=True, reframes=(UPSCALED,)),
     "robust": dict(
-        mode="fast", dihedral=True, unletterbox=True, reframes=(UPSCALED, *ROBUST_REFRAMES), pixel_flips=True
+        mode="fast", dihedral=True, unletterbox=True, reframes=(UPSCALED_FLIPS, *ROBUST_REFRAMES), pixel_flips=True
     ),
 }
 

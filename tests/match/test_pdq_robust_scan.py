@@ -119,3 +119,21 @@ def test_downscaled_textures_are_found_on_the_512_canvas_by_default(tmp_path: Pa
     found = {f["key"]: f["evidence"] for f in findings(tmp_path / "on")}
     assert set(found) == {"b050", "b075", "g025"}
     assert all("(upscaled 512, " in evidence for evidence in found.values())
+
+
+def test_robust_scan_finds_mirrored_downscaled_textures_by_the_canvas_flips(tmp_path: Path) -> None:
+    with Image.open(PHOTOS / "brick.jpg") as image:
+        rgb = image.convert("RGB")
+    original = rgb.resize((480, round(480 * rgb.height / rgb.width)), Image.LANCZOS)
+    bank = [pdq.hash_images([_jpeg(original, 90)], "exact").hex(0)]
+    BankStore(tmp_path / "banks").add("known", "pdq", write_list(tmp_path / "known.txt", bank))
+    small = original.resize((240, round(original.height / 2)), Image.LANCZOS)
+    rows = [
+        DemoRow("m050", "https://example.org/m.jpg", "m", _jpeg(small.transpose(Image.Transpose.FLIP_LEFT_RIGHT), 85))
+    ]
+    write_webdataset(tmp_path / "ds", [rows])
+    scan(tmp_path / "ds", tmp_path / "banks", tmp_path / "plain")
+    scan(tmp_path / "ds", tmp_path / "banks", tmp_path / "robust", policy={"pdq": {"robust": True}})
+    assert not findings(tmp_path / "plain")  # the DCT-sign flips drift on this texture
+    [found] = findings(tmp_path / "robust")
+    assert "(upscaled 512 flipy, " in found["evidence"]

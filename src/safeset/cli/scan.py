@@ -216,7 +216,10 @@ def scan(
     ] = True,
     pdq_robust: Annotated[
         bool,
-        typer.Option("--pdq-robust/--no-pdq-robust", help="Also query re-padded frames (slightly cropped copies)."),
+        typer.Option(
+            "--pdq-robust/--no-pdq-robust",
+            help="Also query re-padded frames (slightly cropped copies) and flips of the 512-px canvas.",
+        ),
     ] = False,
     duplicate_action: Annotated[
         str, typer.Option("--duplicate-action", help="Action for copies found by the 'duplicate' expander.")

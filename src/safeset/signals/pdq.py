@@ -80,6 +80,7 @@ class Reframe:
     left: float = 0.0
     right: float = 0.0
     canvas: int = 0
+    flips: bool = False  # with `dihedral`, also this frame's 8 rotations/flips (from the pixels with `pixel_flips`)
 
     def __post_init__(self) -> None:
         if self.canvas and (self.top or self.bottom or self.left or self.right):
@@ -107,6 +108,7 @@ class PdqHashes:
     reframes: tuple[Reframe, ...] = ()
     reframed: np.ndarray | None = None  # (n, len(reframes), 32): one hash per re-framing, in that order
     reframed_valid: np.ndarray | None = None  # (n, len(reframes)) bool: the re-framing applied to that image
+    reframed_dihedral: np.ndarray | None = None  # (n, len(reframes), 8, 32): rotations/flips of frames with flips
     reframed_dct: np.ndarray | None = None  # (n, len(reframes), 16, 16)
 
     def __len__(self) -> int:
@@ -428,9 +430,12 @@ def canonical_bands(
 
 
 @lru_cache(maxsize=4096)
-def mirrored_bands(n: int, other: int, scale: int) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
-    """The bands of `canonical_bands`, and the same for the side read backwards (a mirrored picture)."""
-    start, weights = canonical_bands(n, other, scale)
+def mirrored_bands(
+    n: int, other: int, scale: int, before: float = 0.0, after: float = 0.0, canvas: int = 0
+) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
+    """The bands of `canonical_bands`, and the same for the side read backwards (a mirrored picture, re-framed
+    the same way)."""
+    start, weights = canonical_bands(n, other, scale, before, after, canvas)
     reduced = -(-n // scale)
     back_start = reduced - start - weights.shape[1]
     back_weights = np.ascontiguousarray(weights[:, ::-1])
@@ -466,11 +471,13 @@ class _Pixels:
         kernel = pdq_kernels.decimate_rgb if self.values.ndim == 3 else pdq_kernels.decimate_gray
         kernel(self.values, row_start, row_weights, col_start, col_weights, out)
 
-    def flipped_blocks(self, out: np.ndarray) -> None:
-        """out[r, c] (2, 2, 64, 64): the blocks of this grid with rows (r) and/or columns (c) reversed, from two row
-        passes and four column passes (reversing the pixels is reversing the weight bands)."""
-        row_bands = mirrored_bands(self.rows, self.cols, self.scale)
-        col_bands = mirrored_bands(self.cols, self.rows, self.scale)
+    def flipped_blocks(self, out: np.ndarray, frame: Reframe | None = None) -> None:
+        """out[r, c] (2, 2, 64, 64): the blocks of this grid (optionally re-framed) with rows (r) and/or columns (c)
+        reversed, from two row passes and four column passes (reversing the pixels is reversing the weight bands)."""
+        top, bottom, left, right = (0.0,) * 4 if frame is None else (frame.top, frame.bottom, frame.left, frame.right)
+        canvas = 0 if frame is None else frame.canvas
+        row_bands = mirrored_bands(self.rows, self.cols, self.scale, top, bottom, canvas)
+        col_bands = mirrored_bands(self.cols, self.rows, self.scale, left, right, canvas)
         kernel = pdq_kernels.decimate_rgb if self.values.ndim == 3 else pdq_kernels.decimate_gray
         for r, (r_start, r_weights) in enumerate(row_bands):
             for c, (c_start, c_weights) in enumerate(col_bands):
@@ -675,6 +682,9 @@ def hash_images(
     trimmed_valid = np.zeros(n, dtype=bool)
     frame_blocks = np.zeros((n, len(reframes), 64, 64)) if reframes else None
     frame_valid = np.zeros((n, len(reframes)), dtype=bool)
+    # Frames whose rotations/flips are wanted: from mirrored pixels (four blocks each) or from the DCT's signs.
+    flipped_frames = [f for f, frame in enumerate(reframes) if frame.flips] if dihedral else []
+    frame_flip_dcts = np.zeros((n, len(flipped_frames), 2, 2, 16, 16)) if flipped_frames and pixel_flips else None
     flips = dihedral and pixel_flips
     flip_dcts = np.zeros((n, 2, 2, 16, 16)) if flips else None
     trim_flip_dcts = np.zeros((n, 2, 2, 16, 16)) if flips and unletterbox else None
@@ -716,6 +726,11 @@ def hash_images(
                     if frame.applies(pixels.rows, pixels.cols):
                         pixels.block(frame_blocks[i, f], frame)
                         frame_valid[i, f] = True
+                if frame_flip_dcts is not None:
+                    for k, f in enumerate(flipped_frames):
+                        if frame_valid[i, f]:
+                            pixels.flipped_blocks(four, reframes[f])
+                            frame_flip_dcts[i, k] = dct_16(four)
             valid[i] = True
         except (ValueError, FloatingPointError) as exc:  # degenerate pixels (say, NaN from an odd mode)
             errors[i] = f"unhashable image: {exc}"
@@ -757,6 +772,17 @@ def hash_images(
         frame_valid &= valid[:, None]
         out.reframed[~frame_valid] = 0
         out.reframed_valid = frame_valid
+        if flipped_frames:
+            out.reframed_dihedral = np.zeros((n, len(reframes), len(DIHEDRAL_NAMES), HASH_BYTES), np.uint8)
+            for k, f in enumerate(flipped_frames):
+                variants = (
+                    dihedral_dcts(frame_dct[:, f])
+                    if frame_flip_dcts is None
+                    else dihedral_dcts_from_flips(frame_flip_dcts[:, k])
+                )
+                out.reframed_dihedral[:, f] = bits_from_dct(variants)
+                out.reframed_dihedral[:, f, 0] = out.reframed[:, f]
+            out.reframed_dihedral[~frame_valid] = 0
     return out
 
 

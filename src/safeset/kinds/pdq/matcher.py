@@ -3,10 +3,10 @@
 Banks come from hotlines that hashed with the reference, so only the query side can be made robust: each
 image is queried as decoded, and optionally also with uniform borders trimmed (letterboxed copies), as
 its 8 rotations/flips (computed from the same DCT, no second decode), on the 512-px canvas the reference hashes
-large originals on (downscaled copies, `upscale`) and, with `robust`, re-padded to the frame
-a cropped copy was cut from (`signals/pdq_variants.py`), with the flips taken from the mirrored pixels rather
-than the DCT's signs (fine textures); all from the same decoded pixels. Evidence names the bank hash, the
-distance and which query variant matched (`repad 4.5%` for a re-padded one).
+large originals on (downscaled copies, `upscale`; with `robust` also that canvas's flips) and, with `robust`,
+re-padded to the frame a cropped copy was cut from (`signals/pdq_variants.py`), with the flips taken from the
+mirrored pixels rather than the DCT's signs (fine textures); all from the same decoded pixels. Evidence names the
+bank hash, the distance and which query variant matched (`repad 4.5%`, `upscaled 512 flipy`).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from safeset.kinds.pdq.index import MultiIndexHash
 from safeset.kinds.pdq.options import PdqOptions
 from safeset.signals import pdq
 from safeset.signals.compute import Signals
-from safeset.signals.pdq_variants import ROBUST_REFRAMES, UPSCALED
+from safeset.signals.pdq_variants import ROBUST_REFRAMES, UPSCALED, UPSCALED_FLIPS
 from safeset.signals.rows import register_row_signal
 
 #: Below this quality a query hash comes from a flat or tiny image and is not used to propagate findings.
@@ -52,6 +52,9 @@ def query_variants(hashes: pdq.PdqHashes) -> tuple[np.ndarray, np.ndarray, list[
         for f, frame in enumerate(hashes.reframes):
             framed_rows = rows if hashes.reframed_valid is None else rows[hashes.reframed_valid[rows, f]]
             parts.append((hashes.reframed[framed_rows, f], framed_rows, frame.name))
+            if frame.flips and hashes.reframed_dihedral is not None:
+                for v, name in enumerate(pdq.DIHEDRAL_NAMES[1:], start=1):
+                    parts.append((hashes.reframed_dihedral[framed_rows, f, v], framed_rows, f"{frame.name} {name}"))
     queries = np.concatenate([p[0] for p in parts]) if parts else np.zeros((0, 32), np.uint8)
     owners = np.concatenate([p[1] for p in parts]) if parts else np.zeros(0, np.int64)
     names = [p[2] for p in parts for _ in range(len(p[1]))]
@@ -80,7 +83,9 @@ class PdqMatcher(Matcher):
         hashes = signals.pdq(
             dihedral=self.options.dihedral,
             unletterbox=self.options.unletterbox,
-            reframes=(UPSCALED,) * self.options.upscale + ROBUST_REFRAMES * self.options.robust,
+            # Robust queries also take the canvas's flips: a mirrored and downscaled copy needs both.
+            reframes=((UPSCALED_FLIPS if self.options.robust else UPSCALED),) * self.options.upscale
+            + ROBUST_REFRAMES * self.options.robust,
             pixel_flips=self.options.robust,
         )
         if hashes is None:
