@@ -80,12 +80,12 @@ class PdqMatcher(Matcher):
         return f"bank {self.info.name!r} holds PDQ hashes, which need image bytes; this scan reads none"
 
     def match(self, signals: Signals) -> list[Hits]:
+        # Robust queries also take the canvas's flips: a mirrored and downscaled copy needs both.
+        canvas = (UPSCALED_FLIPS if self.options.robust else UPSCALED,) if self.options.upscale else ()
         hashes = signals.pdq(
             dihedral=self.options.dihedral,
             unletterbox=self.options.unletterbox,
-            # Robust queries also take the canvas's flips: a mirrored and downscaled copy needs both.
-            reframes=((UPSCALED_FLIPS if self.options.robust else UPSCALED),) * self.options.upscale
-            + ROBUST_REFRAMES * self.options.robust,
+            reframes=canvas + (ROBUST_REFRAMES if self.options.robust else ()),
             pixel_flips=self.options.robust,
         )
         if hashes is None:
