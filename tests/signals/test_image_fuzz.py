@@ -22,6 +22,7 @@ from safeset.io.batch import RowBatch
 from safeset.signals.compute import Signals
 from safeset.signals.images import SUPPORTED_FORMATS, image_problem
 from safeset.signals.pdq import hash_images
+from safeset.signals.pdq_variants import ROBUST_REFRAMES, UPSCALED_FLIPS
 
 #: Small enough that a mutated header claiming a huge canvas is refused before any allocation, and that each
 #: example decodes in milliseconds.
@@ -97,7 +98,8 @@ def scan_entry_points(blob: bytes, mode: str) -> tuple[str | None, bool, str | N
     batch = RowBatch(shard="fuzz", rows=np.arange(1, dtype=np.int64), keys=None, images=pa.array([blob], pa.binary()))
     signals = Signals(batch, [], FUZZ_MAX_PIXELS, mode)
     (problem,) = signals.image_errors()
-    hashes = signals.pdq(dihedral=True, unletterbox=True)
+    # Every query variant a scan can ask for, so hostile pixels reach the canvas and re-framing paths too.
+    hashes = signals.pdq(dihedral=True, unletterbox=True, reframes=(UPSCALED_FLIPS, *ROBUST_REFRAMES), pixel_flips=True)
     assert hashes is not None
     return problem, bool(hashes.valid[0]), hashes.errors[0]
 

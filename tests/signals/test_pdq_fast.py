@@ -60,6 +60,27 @@ def test_rgb_kernel_equals_luma_then_blur_decimate(size: tuple[int, int], seed: 
     assert np.allclose(out, pdq.downsample_64(luma), rtol=0, atol=1e-9)
 
 
+@settings(max_examples=30, deadline=None)
+@given(size=sizes, seed=st.integers(0, 2**32 - 1))
+def test_canvas_block_is_the_enlarged_picture_blurred_and_its_flips_the_reversed_pixels(
+    size: tuple[int, int], seed: int
+) -> None:
+    rows, cols = size
+    gray = np.random.default_rng(seed).integers(0, 256, size, dtype=np.uint8)
+    pixels = pdq._Pixels(gray, rows, cols, 1)
+    out = np.zeros((64, 64))
+    pixels.block(out, UPSCALED)
+    canvas = pdq.blur_decimate_weights(512)
+    enlarged = pdq.linear_resize_matrix(rows, 512) @ gray @ pdq.linear_resize_matrix(cols, 512).T
+    assert np.allclose(out, canvas @ enlarged @ canvas.T, rtol=0, atol=1e-9)
+    four = np.zeros((2, 2, 64, 64))
+    pixels.flipped_blocks(four, UPSCALED)
+    for r, c in ((0, 0), (0, 1), (1, 0), (1, 1)):
+        flipped = gray[:: -1 if r else 1, :: -1 if c else 1]
+        pdq._Pixels(np.ascontiguousarray(flipped), rows, cols, 1).block(out, UPSCALED)
+        assert np.allclose(four[r, c], out, rtol=0, atol=1e-9)
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 2**32 - 1), spread=st.floats(0.01, 80), smooth=st.booleans())
 def test_quality_kernel_equals_the_reference_formula(seed: int, spread: float, smooth: bool) -> None:
