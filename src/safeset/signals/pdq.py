@@ -26,8 +26,10 @@ Two pixel pipelines feed the core:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 import simplejpeg
@@ -260,6 +262,12 @@ def dihedral_dcts_from_flips(flipped: np.ndarray) -> np.ndarray:
     return np.stack(out, axis=-3)
 
 
+def dihedral_bits(dct: np.ndarray, flipped: np.ndarray | None) -> np.ndarray:
+    """(..., 8, 32) hashes of the 8 rotations/flips: from the flipped pixels' DCTs when there are any
+    (`dihedral_dcts_from_flips`), else from the DCT's signs (`dihedral_dcts`)."""
+    return bits_from_dct(dihedral_dcts(dct) if flipped is None else dihedral_dcts_from_flips(flipped))
+
+
 def dihedral_dcts(dct: np.ndarray) -> np.ndarray:
     """(..., 8, 16, 16): the DCT blocks of the 8 rotations/flips, from the original's block alone."""
     out = []
@@ -462,22 +470,24 @@ class _Pixels:
     cols: int
     scale: int
 
+    def _bands(self, bands: Callable[..., Any], frame: Reframe | None) -> tuple[Any, Any]:
+        """`bands` (canonical_bands or mirrored_bands) along the rows and along the columns of this grid, as the
+        frame re-frames each side."""
+        if frame is None:
+            return bands(self.rows, self.cols, self.scale), bands(self.cols, self.rows, self.scale)
+        along_rows = bands(self.rows, self.cols, self.scale, frame.top, frame.bottom, frame.canvas)
+        return along_rows, bands(self.cols, self.rows, self.scale, frame.left, frame.right, frame.canvas)
+
     def block(self, out: np.ndarray, frame: Reframe | None = None) -> None:
         """Write the 64x64 block of this grid (optionally re-framed) into out."""
-        top, bottom, left, right = (0.0,) * 4 if frame is None else (frame.top, frame.bottom, frame.left, frame.right)
-        canvas = 0 if frame is None else frame.canvas
-        row_start, row_weights = canonical_bands(self.rows, self.cols, self.scale, top, bottom, canvas)
-        col_start, col_weights = canonical_bands(self.cols, self.rows, self.scale, left, right, canvas)
+        (row_start, row_weights), (col_start, col_weights) = self._bands(canonical_bands, frame)
         kernel = pdq_kernels.decimate_rgb if self.values.ndim == 3 else pdq_kernels.decimate_gray
         kernel(self.values, row_start, row_weights, col_start, col_weights, out)
 
     def flipped_blocks(self, out: np.ndarray, frame: Reframe | None = None) -> None:
         """out[r, c] (2, 2, 64, 64): the blocks of this grid (optionally re-framed) with rows (r) and/or columns (c)
         reversed, from two row passes and four column passes (reversing the pixels is reversing the weight bands)."""
-        top, bottom, left, right = (0.0,) * 4 if frame is None else (frame.top, frame.bottom, frame.left, frame.right)
-        canvas = 0 if frame is None else frame.canvas
-        row_bands = mirrored_bands(self.rows, self.cols, self.scale, top, bottom, canvas)
-        col_bands = mirrored_bands(self.cols, self.rows, self.scale, left, right, canvas)
+        row_bands, col_bands = self._bands(mirrored_bands, frame)
         kernel = pdq_kernels.decimate_rgb if self.values.ndim == 3 else pdq_kernels.decimate_gray
         for r, (r_start, r_weights) in enumerate(row_bands):
             for c, (c_start, c_weights) in enumerate(col_bands):
@@ -752,7 +762,7 @@ def hash_images(
     out = PdqHashes(hashes, quality, valid, errors, decoded)
     out.pixel_flips = flips
     if dihedral:
-        out.dihedral = bits_from_dct(dihedral_dcts(dcts) if flip_dcts is None else dihedral_dcts_from_flips(flip_dcts))
+        out.dihedral = dihedral_bits(dcts, flip_dcts)
         out.dihedral[:, 0] = hashes  # the original itself, exactly as hashed (exact mode's fallback included)
         out.dihedral[~valid] = 0
     if trim_dct is not None:
@@ -760,10 +770,7 @@ def hash_images(
         out.trimmed[~trimmed_valid] = 0
         out.trimmed_valid = trimmed_valid
         if dihedral:
-            trim_variants = (
-                dihedral_dcts(trim_dct) if trim_flip_dcts is None else dihedral_dcts_from_flips(trim_flip_dcts)
-            )
-            out.trimmed_dihedral = bits_from_dct(trim_variants)
+            out.trimmed_dihedral = dihedral_bits(trim_dct, trim_flip_dcts)
             out.trimmed_dihedral[~trimmed_valid] = 0
     if frame_dct is not None:
         out.reframes = tuple(reframes)
@@ -775,12 +782,8 @@ def hash_images(
         if flipped_frames:
             out.reframed_dihedral = np.zeros((n, len(reframes), len(DIHEDRAL_NAMES), HASH_BYTES), np.uint8)
             for k, f in enumerate(flipped_frames):
-                variants = (
-                    dihedral_dcts(frame_dct[:, f])
-                    if frame_flip_dcts is None
-                    else dihedral_dcts_from_flips(frame_flip_dcts[:, k])
-                )
-                out.reframed_dihedral[:, f] = bits_from_dct(variants)
+                flipped = None if frame_flip_dcts is None else frame_flip_dcts[:, k]
+                out.reframed_dihedral[:, f] = dihedral_bits(frame_dct[:, f], flipped)
                 out.reframed_dihedral[:, f, 0] = out.reframed[:, f]
             out.reframed_dihedral[~frame_valid] = 0
     return out
