@@ -37,6 +37,7 @@ import platform
 import time
 import zlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
@@ -67,23 +68,22 @@ def crop(top: float, bottom: float | None = None, left: float | None = None, rig
     def edit(im: Image.Image) -> Image.Image:
         top_cut, bottom_cut, left_cut, right_cut = sides
         w, h = im.size
-        CUTS[id(edit)] = sides  # what the oracle re-pad undoes
+        APPLIED.cut = sides  # what the oracle re-pad undoes
         return im.crop((round(w * left_cut), round(h * top_cut), w - round(w * right_cut), h - round(h * bottom_cut)))
 
     return edit
 
 
-# The sides (top, bottom, left, right) the most recent call of each crop edit cut: the oracle bound reads them.
-CUTS: dict[int, tuple[float, float, float, float]] = {}
+@dataclass
+class Applied:
+    """What the edits of one copy did that the oracle bounds need: the sides a crop cut (top, bottom, left,
+    right) and the share of the height a caption band covers. Set by the edits, cleared before each copy."""
+
+    cut: tuple[float, float, float, float] | None = None
+    band: float | None = None
 
 
-def last_cut() -> tuple[float, float, float, float] | None:
-    """The sides cut by the crop edit that ran last (None if no crop ran since the last call)."""
-    if not CUTS:
-        return None
-    sides = CUTS.popitem()[1]
-    CUTS.clear()
-    return sides
+APPLIED = Applied()
 
 
 def oracle_repad(sides: tuple[float, float, float, float]) -> Reframe:
@@ -122,15 +122,11 @@ def border(f: float, colour: str = "white") -> Edit:
     return lambda im: ImageOps.expand(im, border=max(2, round(min(im.size) * f)), fill=colour)
 
 
-# The share of the height the last caption band covered (bottom), for the oracle fill.
-BANDS: dict[int, float] = {}
-
-
 def caption(im: Image.Image) -> Image.Image:
     out = im.copy()
     draw = ImageDraw.Draw(out)
     band = max(12, im.height // 8)
-    BANDS[id(caption)] = band / im.height  # what the oracle fill knows
+    APPLIED.band = band / im.height  # what the oracle fill knows
     draw.rectangle((0, im.height - band, im.width, im.height), fill="black")
     draw.text((8, im.height - band + 2), "www.example.com  SHARE  LIKE  meme text overlay", fill="white")
     return out
@@ -326,9 +322,9 @@ def main() -> None:
     copies: list[tuple[str, int, bytes, tuple | None, float | None]] = []  # name, original, bytes, crop, band
     for name, edit in EDITS.items():
         for i, im in enumerate(originals):
-            BANDS.clear()
+            APPLIED.cut = APPLIED.band = None
             blob = jpeg_bytes(edit(im), 85)
-            copies.append((name, i, blob, last_cut(), BANDS.get(id(caption))))
+            copies.append((name, i, blob, APPLIED.cut, APPLIED.band))
     radii = sorted({RADIUS, *args.radii})
     blobs = [c[2] for c in copies]
     owner_photo = np.array([c[1] for c in copies])
@@ -398,8 +394,8 @@ def main() -> None:
         mask = names == name
         print(f"| {name} | " + " | ".join(f"{found[label][mask].mean():.0%}" for label in labels) + " |")
     solid = ~fragile[owner_photo]
-    for group, member in GROUPS.items():
-        in_group = np.array([member(str(x)) for x in names])
+    group_of = {group: np.array([member(str(x)) for x in names]) for group, member in GROUPS.items()}
+    for group, in_group in group_of.items():
         for tag, mask in (("", in_group & solid), (", fragile photos", in_group & ~solid)):
             if not mask.any():
                 continue
@@ -439,13 +435,13 @@ def main() -> None:
         + ", ".join(f"{k} {v}" for k, v in sorted(variant_found["robust"].items(), key=lambda kv: -kv[1]))
     )
     if len(radii) > 1:
-        print_radius_sweep(radii, names, solid, best, copy_false, false_rows)
+        print_radius_sweep(radii, group_of, solid, best, copy_false, false_rows)
     if args.oracle:
         oracle_bounds(copies, bank, best["robust"], radii)
 
 
 def print_radius_sweep(
-    radii: list[int], names: np.ndarray, solid: np.ndarray, best: dict, copy_false: dict, false_rows: dict
+    radii: list[int], group_of: dict[str, np.ndarray], solid: np.ndarray, best: dict, copy_false: dict, false_rows: dict
 ) -> None:
     """Found and false matches at each radius: what a larger radius would buy, and what it would cost."""
     print(
@@ -456,10 +452,7 @@ def print_radius_sweep(
     print("|---|---|" + "---|" * (len(GROUPS) + 2))
     for radius in radii:
         for label in CONFIGS:
-            shares = []
-            for member in GROUPS.values():
-                mask = np.array([member(str(x)) for x in names]) & solid
-                shares.append(f"{(best[label][mask] <= radius).mean():.1%}")
+            shares = [f"{(best[label][in_group & solid] <= radius).mean():.1%}" for in_group in group_of.values()]
             print(
                 f"| {radius} | {label} | "
                 + " | ".join(shares)
